@@ -1,0 +1,122 @@
+"""The one module that imports ``orthanc``: turns SDK callbacks into plain calls on ``App``.
+
+Differences between Python plugin 4.0 (Debian 12) and 4.2+/7.x (orthancteam images) are
+handled here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+import orthanc
+
+from .app import ROUTE_PATTERNS, App, OrthancApi, create_app
+from .web import Request, Response
+
+_METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}  # OrthancPluginHttpMethod
+_app: App | None = None
+# What the filter last saw on each OS thread (see _client_ip); threading.local() does not
+# survive between two callbacks of plugin 4.0, which makes a new thread state for each.
+_last_filtered: dict[int, tuple[str, str, str]] = {}
+
+
+class _Orthanc(OrthancApi):
+    """Orthanc's own REST API, called in-process (never from the filter or OnStored)."""
+
+    def get(self, uri: str) -> Any:
+        return json.loads(orthanc.RestApiGet(uri))
+
+    def post(self, uri: str, body: bytes) -> Any:
+        return json.loads(orthanc.RestApiPost(uri, body))
+
+    def delete(self, uri: str) -> None:
+        orthanc.RestApiDelete(uri)
+
+
+class _Log:
+    def info(self, message: str) -> None:
+        orthanc.LogInfo(message)
+
+    def warning(self, message: str) -> None:
+        orthanc.LogWarning(message)
+
+    def error(self, message: str) -> None:
+        orthanc.LogError(message)
+
+
+def _filter(uri: str, **request: Any) -> bool:
+    """Orthanc's incoming-request filter: any error denies."""
+    try:
+        method = _METHODS.get(int(request.get("method", 0)), "")
+        ip = str(request.get("ip", ""))
+        _last_filtered[threading.get_ident()] = (uri, method, ip)
+        if _app is None or not method:
+            return False
+        return _app.authorize(Request(method, uri, request.get("headers") or {},
+                                      request.get("get") or {}, b"", ip))
+    except Exception as exc:  # fail closed
+        orthanc.LogError(f"OrthancNAS: authorization filter failed, denying {uri}: "
+                         f"{type(exc).__name__}")
+        return False
+
+
+def _client_ip(uri: str, method: str) -> str:
+    """REST callbacks get no client IP on plugin 4.0: take the one the filter just saw
+    for this very request on this thread (the filter always runs first)."""
+    seen = _last_filtered.get(threading.get_ident())
+    return seen[2] if seen and seen[0] == uri and seen[1] == method else ""
+
+
+def _send_status(output: Any, status: int, body: bytes) -> None:
+    try:
+        output.SendHttpStatus(status, body)  # plugin >= 4.2
+    except TypeError:
+        text = body.decode("utf-8", "replace")
+        output.SendHttpStatus(status, text, len(text.encode()))  # plugin 4.0
+
+
+def _answer(output: Any, response: Response) -> None:
+    for name, value in response.headers:
+        output.SetHttpHeader(name, value)
+    if response.redirect is not None:
+        output.SetHttpHeader("Location", response.redirect)
+        _send_status(output, response.status, b"")
+        return
+    if response.status == 200:
+        output.AnswerBuffer(response.body, response.content_type)
+        return
+    output.SetHttpHeader("Content-Type", response.content_type)
+    if response.status == 429:
+        output.SetHttpHeader("Retry-After", "60")
+        try:
+            _send_status(output, 429, response.body)
+        except Exception:  # Orthanc 1.10.1 has no 429 in its enumeration
+            _send_status(output, 503, response.body)
+        return
+    _send_status(output, response.status, response.body)
+
+
+def _rest(output: Any, uri: str, **request: Any) -> None:
+    method = str(request.get("method", ""))
+    req = Request(method, uri, request.get("headers") or {}, request.get("get") or {},
+                  request.get("body") or b"", _client_ip(uri, method))
+    assert _app is not None
+    _answer(output, _app.handle(req))
+
+
+def start() -> None:
+    """Entry point called by plugin/entry.py at Orthanc's start; raising stops Orthanc."""
+    global _app
+    config = json.loads(orthanc.GetConfiguration())
+    try:
+        _app = create_app(config, dict(os.environ), _Log(), _Orthanc())
+    except Exception as exc:
+        orthanc.LogError(f"OrthancNAS: refusing to start: {exc}")
+        raise
+    orthanc.RegisterIncomingHttpRequestFilter(_filter)
+    for pattern in ROUTE_PATTERNS:
+        orthanc.RegisterRestCallback(pattern, _rest)
+    orthanc.ExtendOrthancExplorer(_app.explorer_extension())

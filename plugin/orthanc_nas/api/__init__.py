@@ -1,0 +1,1 @@
+"""The plugin's REST routes, grouped by who uses them."""

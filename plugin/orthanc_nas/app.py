@@ -1,0 +1,224 @@
+"""The plugin as plain Python: configuration, services and routes, with no ``orthanc`` import.
+
+``adapter`` calls ``authorize`` from Orthanc's HTTP filter and ``handle`` from the REST
+callbacks; tests drive both directly with fakes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from . import __version__, config
+from .audit import Audit
+from .auth.backend import AuthBackend, Principal
+from .auth.keys import KeyRing, load_or_create_key
+from .auth.lockout import Lockout, Throttle
+from .auth.pins import PinHasher, PinRejected
+from .auth.policy import Policy
+from .auth.service import AuthFailed, AuthService
+from .auth.sessions import Sessions
+from .auth.tokens import Tokens
+from .auth.users import Users
+from .clock import Clock, OffsetClock, SystemClock
+from .db import Database, open_database
+from .health import run_checks
+from .pages import Pages
+from .settings import Settings
+from .web import (
+    SECURITY_HEADERS,
+    ApiError,
+    Request,
+    Response,
+    Router,
+    error_response,
+    json_response,
+)
+
+# URIs the plugin answers itself (registered as REST callbacks by the adapter).
+ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)")
+
+ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
+TEST_CLOCK_ENV = "ORTHANC_NAS_TEST_CLOCK_FILE"
+
+
+class OrthancApi(Protocol):
+    """Orthanc's own REST API as the plugin uses it (in-process, bypassing the filter)."""
+
+    def get(self, uri: str) -> Any: ...
+
+    def post(self, uri: str, body: bytes) -> Any: ...
+
+    def delete(self, uri: str) -> None: ...
+
+
+class Log(Protocol):
+    def info(self, message: str) -> None: ...
+
+    def warning(self, message: str) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+
+class App:
+    def __init__(self, cfg: config.Config, db: Database, keys: KeyRing, clock: Clock, log: Log,
+                 orthanc: OrthancApi) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.keys = keys
+        self.clock = clock
+        self.log = log
+        self.orthanc = orthanc
+        auth = cfg.section("auth")
+        self.max_body = auth["max_body_bytes"]
+        self.settings = Settings(db, clock)
+        self.audit = Audit(db, clock)
+        self.users = Users(db)
+        self.sessions = Sessions(db, keys, clock, idle_seconds=auth["session_idle_minutes"] * 60,
+                                 absolute_seconds=auth["session_absolute_hours"] * 3600,
+                                 pending_seconds=auth["pending_login_minutes"] * 60)
+        self.tokens = Tokens(db, keys, clock)
+        public_url = cfg.get("public_url")
+        self.public_origin = (f"{urlsplit(public_url).scheme}://{urlsplit(public_url).netloc}"
+                              if public_url else None)
+        self.backend = AuthBackend(self.users, self.sessions, self.tokens,
+                                   Policy(cfg.get("access_policy")), self.two_factor,
+                                   self.public_origin)
+        throttle = Throttle(db, clock, max_failures=auth["ip_max_failures"],
+                            window_seconds=auth["ip_window_minutes"] * 60)
+        self.auth = AuthService(db, self.users, self.sessions, keys, PinHasher(auth["bcrypt_cost"]),
+                                self.lockout, throttle, self.audit, clock, self.two_factor,
+                                {"min": auth["pin_min_length"], "max": auth["pin_max_length"]})
+        self.pages = Pages()
+        self.router = Router()
+        from .api import account, admin, login  # routes import App only for typing
+
+        for module in (login, account, admin):
+            module.register(self.router, self)
+        self.router.add("GET", r"/api/health", self._health)
+        self.pages.register(self.router, self)
+        self._orthanc_version: str | None = None
+
+    # ---- settings that admins may change at run time -------------------------------------
+
+    def two_factor(self) -> dict[str, Any]:
+        """Effective 2FA settings: orthanc.json, overridden by what admins saved."""
+        override = self.settings.get("two_factor") or {}
+        return {**self.cfg.section("two_factor"), **override}
+
+    def lockout(self) -> Lockout:
+        tf = self.two_factor()
+        return Lockout(self.db, self.clock, max_failures=tf["max_failed_attempts"],
+                       duration_seconds=tf["lockout_duration_minutes"] * 60)
+
+    # ---- entry points used by the adapter -------------------------------------------------
+
+    def authorize(self, request: Request) -> bool:
+        return self.backend.authorize(request)
+
+    def handle(self, request: Request) -> Response:
+        try:
+            response = self.router.dispatch(request)
+        except ApiError as err:
+            response = error_response(err)
+        except AuthFailed as err:
+            response = error_response(ApiError(err.status, err.message))
+        except PinRejected as err:
+            response = error_response(ApiError(400, str(err), field="pin"))
+        except Exception as exc:  # a bug: say so without a stack trace or data
+            self.log.error(f"OrthancNAS: {request.method} {request.path} failed: "
+                           f"{type(exc).__name__}")
+            response = error_response(ApiError(500, "internal error"))
+        response.headers.extend(SECURITY_HEADERS)
+        return response
+
+    def explorer_extension(self) -> str:
+        return self.pages.explorer_extension()
+
+    # ---- helpers for route handlers -------------------------------------------------------
+
+    def principal(self, request: Request, *, allow_restricted: bool = False) -> Principal:
+        """The authenticated caller, re-checked in the handler (defence in depth)."""
+        principal = self.backend.authenticate(request)
+        if principal is None:
+            raise ApiError(403, "login required")
+        if principal.restricted and not allow_restricted:
+            raise ApiError(403, "change your PIN and enroll two-factor authentication first")
+        return principal
+
+    def require_admin(self, request: Request) -> Principal:
+        principal = self.principal(request)
+        if principal.user.role != "admin":
+            raise ApiError(403, "admin role required")
+        return principal
+
+    def cookie_secure(self, request: Request) -> bool:
+        mode = self.cfg.get("auth.cookie_secure")
+        return mode == "always" or (mode == "auto" and (
+            request.is_https or (self.public_origin or "").startswith("https:")))
+
+    def _health(self, request: Request) -> Response:
+        status, body = run_checks({
+            "database": self._check_database,
+            "two_factor": self._check_two_factor,
+            "nas": self._check_nas,
+        })
+        body.update(plugin_version=__version__, orthanc_version=self._orthanc_version_text())
+        return json_response(body, status)
+
+    def _orthanc_version_text(self) -> str:
+        if self._orthanc_version is None:
+            try:
+                self._orthanc_version = str(self.orthanc.get("/system")["Version"])
+            except Exception:
+                return "unknown"
+        return self._orthanc_version
+
+    def _check_database(self) -> dict[str, Any]:
+        self.db.ping()
+        return {"ok": True, "schema_version": self.db.schema_version()}
+
+    def _check_two_factor(self) -> dict[str, Any]:
+        tf = self.two_factor()
+        self.keys.mac("health", "probe")
+        return {"ok": True, "enabled": tf["enabled"], "allowed_methods": tf["allowed_methods"]}
+
+    def _check_nas(self) -> dict[str, Any]:
+        nas = self.cfg.section("nas")
+        return {"ok": True, "enabled": nas["enabled"], "type": nas["type"]}
+
+
+def bootstrap_admin(app: App, env: dict[str, str]) -> None:
+    """First start with no users: create ``admin`` with a PIN that must be changed."""
+    if app.users.count() > 0:
+        return
+    pin = env.get(ADMIN_PIN_ENV) or secrets.token_urlsafe(12)
+    with app.db.transaction() as tx:
+        app.users.create(tx, username="admin", role="admin", pin_hash=app.auth.hasher.hash(pin),
+                         now=app.clock.now(), display_name="Administrator", must_change_pin=True)
+        app.audit.record("user_created", actor="system", ip="", target="admin", tx=tx,
+                         role="admin", bootstrap=True)
+    if ADMIN_PIN_ENV in env:
+        app.log.warning(f"OrthancNAS: created user 'admin' with the PIN from {ADMIN_PIN_ENV}")
+    else:  # shown once, on purpose: the admin's only way in; it must be changed at first login
+        app.log.warning(f"OrthancNAS: created user 'admin' with the one-time PIN: {pin} "
+                        "(change it at first login)")
+
+
+def create_app(orthanc_config: dict[str, Any], env: dict[str, str], log: Log,
+               orthanc: OrthancApi) -> App:
+    """Validates the configuration, opens the database and keys; raises on any problem."""
+    cfg = config.load(orthanc_config)
+    data_dir = Path(cfg.get("data_dir")).resolve()
+    db_path = Path(cfg.get("database.path") or data_dir / "orthanc-nas.sqlite")
+    db = open_database(cfg.get("database.backend"), db_path)
+    keys = KeyRing(load_or_create_key(data_dir / "orthanc-nas.key"))
+    clock: Clock = SystemClock()
+    if env.get(TEST_CLOCK_ENV):
+        log.warning(f"OrthancNAS: TEST CLOCK enabled from {TEST_CLOCK_ENV}: never in production")
+        clock = OffsetClock(Path(env[TEST_CLOCK_ENV]))
+    app = App(cfg, db, keys, clock, log, orthanc)
+    bootstrap_admin(app, env)
+    return app

@@ -1,0 +1,1 @@
+"""Authentication and authorization: PINs, TOTP, sessions, tokens, lockout, role policy."""

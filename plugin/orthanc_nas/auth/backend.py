@@ -1,0 +1,117 @@
+"""Who is calling, and may they: the pure decision behind Orthanc's HTTP filter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..web import Request
+from .policy import PENDING_ROUTES, PUBLIC_ROUTES, RESTRICTED_ROUTES, Policy
+from .sessions import PENDING_COOKIE, SESSION_COOKIE, Sessions
+from .tokens import Tokens
+from .users import User, Users
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a user through a session cookie, a pending login, or a token."""
+
+    user: User
+    via: str  # "session", "pending" or "token"
+    session_hash: str | None = None
+    token_id: int | None = None
+    must_enroll_totp: bool = False
+
+    @property
+    def restricted(self) -> bool:
+        """Must change the PIN or enroll TOTP before anything else."""
+        return self.user.must_change_pin or self.must_enroll_totp
+
+    @property
+    def name(self) -> str:
+        return self.user.username
+
+
+def same_origin(request: Request, public_origin: str | None) -> bool:
+    """True when a state-changing request comes from our own pages (CSRF defence)."""
+    headers = request.headers
+    if headers.get("sec-fetch-site", "") == "cross-site":
+        return False
+    source = headers.get("origin") or headers.get("referer")
+    if not source or source == "null":
+        return False
+    origin = urlsplit(source)
+    if public_origin and f"{origin.scheme}://{origin.netloc}" == public_origin:
+        return True
+    return origin.netloc.lower() == headers.get("host", "").lower()
+
+
+class AuthBackend:
+    def __init__(self, users: Users, sessions: Sessions, tokens: Tokens, policy: Policy,
+                 two_factor: Callable[[], dict[str, Any]], public_origin: str | None) -> None:
+        self._users = users
+        self._sessions = sessions
+        self._tokens = tokens
+        self.policy = policy
+        self._two_factor = two_factor
+        self._public_origin = public_origin
+
+    def must_enroll_totp(self, user: User) -> bool:
+        tf = self._two_factor()
+        required = {"admin": tf["required_for_admin"], "user": tf["required_for_users"],
+                    "viewer": tf["required_for_viewers"]}[user.role]
+        return bool(tf["enabled"] and required and "totp" in tf["allowed_methods"]
+                    and not user.totp_enabled)
+
+    def authenticate(self, request: Request) -> Principal | None:
+        """The caller of ``request``: bearer token first, then the session cookie."""
+        bearer = request.bearer()
+        if bearer is not None:
+            owner = self._tokens.lookup(bearer)
+            user = self._users.get(owner.user_id) if owner else None
+            if owner is None or user is None or not user.enabled:
+                return None
+            return Principal(user, "token", token_id=owner.token_id,
+                             must_enroll_totp=self.must_enroll_totp(user))
+        session = self._sessions.lookup(request.cookie(SESSION_COOKIE), pending=False)
+        if session is not None:
+            user = self._users.get(session.user_id)
+            if user is not None and user.enabled:
+                return Principal(user, "session", session.id_hash,
+                                 must_enroll_totp=self.must_enroll_totp(user))
+        return None
+
+    def pending(self, request: Request) -> Principal | None:
+        session = self._sessions.lookup(request.cookie(PENDING_COOKIE), pending=True)
+        user = self._users.get(session.user_id) if session else None
+        if session is None or user is None or not user.enabled:
+            return None
+        return Principal(user, "pending", session.id_hash)
+
+    def authorize(self, request: Request) -> bool:
+        """The filter's decision: public route, or an authenticated caller the policy admits."""
+        route = (request.method, request.path)
+        if route in PUBLIC_ROUTES:
+            return request.method in SAFE_METHODS or self._origin_ok(request, cookie=False)
+        principal = self.authenticate(request)
+        if principal is None:
+            if route in PENDING_ROUTES and self.pending(request) is not None:
+                return self._origin_ok(request, cookie=True)
+            return False
+        if request.method not in SAFE_METHODS and not self._origin_ok(
+                request, cookie=principal.via == "session"):
+            return False
+        if principal.restricted:
+            return route in RESTRICTED_ROUTES
+        return self.policy.allows(principal.user.role, request.method, request.path)
+
+    def _origin_ok(self, request: Request, *, cookie: bool) -> bool:
+        """Cookie-borne state changes must prove their origin; others must not contradict it."""
+        has_source = any(h in request.headers for h in ("origin", "referer", "sec-fetch-site"))
+        if cookie or has_source:
+            return same_origin(request, self._public_origin)
+        return True

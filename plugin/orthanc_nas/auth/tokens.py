@@ -1,0 +1,63 @@
+"""Personal API tokens: 256 random bits, stored as keyed hashes, optional expiry."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import Clock
+from ..db import Database, Transaction
+from .keys import KeyRing
+
+PREFIX = "onat_"
+# last_used_at is written at most this often (seconds).
+TOUCH_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class TokenOwner:
+    token_id: int
+    user_id: int
+
+
+class Tokens:
+    def __init__(self, db: Database, keys: KeyRing, clock: Clock) -> None:
+        self._db = db
+        self._keys = keys
+        self._clock = clock
+
+    def _hash(self, raw: str) -> str:
+        return self._keys.mac("api-token", raw)
+
+    def create(self, tx: Transaction, user_id: int, name: str,
+               expires_at: float | None) -> tuple[int, str]:
+        raw = PREFIX + secrets.token_urlsafe(32)
+        token_id = tx.insert("INSERT INTO api_tokens (user_id, name, token_hash, created_at,"
+                             " expires_at) VALUES (?, ?, ?, ?, ?)",
+                             (user_id, name, self._hash(raw), self._clock.now(), expires_at))
+        return token_id, raw
+
+    def lookup(self, raw: str) -> TokenOwner | None:
+        if not raw.startswith(PREFIX) or len(raw) > 100:
+            return None
+        row = self._db.one("SELECT id, user_id, expires_at, last_used_at FROM api_tokens"
+                           " WHERE token_hash = ?", (self._hash(raw),))
+        now = self._clock.now()
+        if row is None or (row["expires_at"] is not None and now >= row["expires_at"]):
+            return None
+        if row["last_used_at"] is None or now - row["last_used_at"] >= TOUCH_INTERVAL:
+            with self._db.transaction() as tx:
+                tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row["id"]))
+        return TokenOwner(row["id"], row["user_id"])
+
+    def list_for(self, user_id: int) -> list[dict[str, Any]]:
+        now = self._clock.now()
+        rows = self._db.all("SELECT id, name, created_at, expires_at, last_used_at"
+                            " FROM api_tokens WHERE user_id = ? ORDER BY id", (user_id,))
+        return [{**dict(r), "expired": r["expires_at"] is not None and now >= r["expires_at"]}
+                for r in rows]
+
+    def revoke(self, tx: Transaction, user_id: int, token_id: int) -> bool:
+        return tx.execute("DELETE FROM api_tokens WHERE id = ? AND user_id = ?",
+                          (token_id, user_id)) > 0

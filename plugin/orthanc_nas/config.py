@@ -1,0 +1,235 @@
+"""The plugin's configuration section of orthanc.json: schema, defaults and validation.
+
+Every key is declared once in ``SCHEMA``; validation names the offending key
+(``OrthancNAS.two_factor.backup_codes_count``) and what is expected. The README's
+configuration table is checked against this schema by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+SECTION = "OrthancNAS"
+ROLES = ("admin", "user", "viewer")
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE")
+TWO_FACTOR_METHODS = ("totp", "backup_codes")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``key`` is the dotted path of the offending key."""
+
+    def __init__(self, key: str, expected: str) -> None:
+        super().__init__(f"invalid configuration: {key}: {expected}")
+        self.key = key
+        self.expected = expected
+
+
+Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One configuration key: its type, default, optional extra check and documentation."""
+
+    kind: type | tuple[type, ...]
+    default: Any
+    doc: str
+    check: Check | None = None
+
+
+def _range(lo: float, hi: float) -> Check:
+    return lambda v: None if lo <= v <= hi else f"a number from {lo} to {hi}"
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else "one of " + ", ".join(map(repr, choices))
+
+
+def _subset_of(*choices: str) -> Check:
+    def check(v: list[Any]) -> str | None:
+        if not v or any(x not in choices for x in v) or len(set(v)) != len(v):
+            return "a non-empty list of distinct values among " + ", ".join(map(repr, choices))
+        return None
+
+    return check
+
+
+def _non_empty(v: str) -> str | None:
+    return None if v.strip() else "a non-empty string"
+
+
+def _policy_rules(v: list[Any]) -> str | None:
+    for i, rule in enumerate(v):
+        if not isinstance(rule, dict) or set(rule) != {"methods", "pattern", "roles"}:
+            return f"rule {i}: an object with exactly the keys methods, pattern, roles"
+        if not isinstance(rule["methods"], list) or not rule["methods"] or any(
+            m not in (*HTTP_METHODS, "*") for m in rule["methods"]
+        ):
+            return f"rule {i}: methods must list values among {HTTP_METHODS} or '*'"
+        if not isinstance(rule["roles"], list) or any(r not in ROLES for r in rule["roles"]):
+            return f"rule {i}: roles must list values among {ROLES}"
+        if not isinstance(rule["pattern"], str):
+            return f"rule {i}: pattern must be a string"
+        try:
+            re.compile(rule["pattern"])
+        except re.error as exc:
+            return f"rule {i}: pattern is not a valid regular expression ({exc})"
+    return None
+
+
+def default_policy() -> list[dict[str, Any]]:
+    """The role policy shipped with the plugin (also written out in orthanc.json)."""
+    text = resources.files("orthanc_nas").joinpath("default_policy.json").read_text("utf-8")
+    rules: list[dict[str, Any]] = json.loads(text)
+    return rules
+
+
+Schema = Mapping[str, "Field | Schema"]
+
+SCHEMA: Schema = {
+    "data_dir": Field(str, "", "Directory of the plugin database and key files "
+                      "(orthanc.json sets it from ORTHANC_NAS_DATA_DIR).", _non_empty),
+    "public_url": Field(str, "", "External base URL (e.g. https://pacs.clinic.example); "
+                        "used in share links. Empty: taken from the request's Host header."),
+    "database": {
+        "backend": Field(str, "sqlite", "Storage backend of the plugin's own state.",
+                         _one_of("sqlite")),
+        "path": Field(str, "", "SQLite file; empty means <data_dir>/orthanc-nas.sqlite."),
+    },
+    "auth": {
+        "pin_min_length": Field(int, 10, "Minimum PIN length (floor 8).", _range(8, 64)),
+        "pin_max_length": Field(int, 128, "Maximum PIN length.", _range(64, 1024)),
+        "bcrypt_cost": Field(int, 12, "bcrypt work factor for PINs.", _range(4, 16)),
+        "session_idle_minutes": Field(int, 30, "Idle timeout of a session.", _range(1, 1440)),
+        "session_absolute_hours": Field(int, 12, "Absolute lifetime of a session.",
+                                        _range(1, 168)),
+        "pending_login_minutes": Field(int, 5, "Time allowed to enter the second factor.",
+                                       _range(1, 30)),
+        "cookie_secure": Field(str, "auto", "Secure cookie flag: 'auto' (when the request came "
+                               "over HTTPS or X-Forwarded-Proto is https), 'always' or 'never'.",
+                               _one_of("auto", "always", "never")),
+        "ip_max_failures": Field(int, 30, "Failed logins allowed per client IP per window "
+                                 "before it is throttled (429).", _range(1, 100000)),
+        "ip_window_minutes": Field(int, 15, "Window of the per-IP throttle.", _range(1, 1440)),
+        "token_max_days": Field(int, 365, "Longest lifetime of a personal API token.",
+                                _range(1, 3650)),
+        "max_body_bytes": Field(int, 65536, "Largest JSON body accepted by the plugin's API.",
+                                _range(1024, 10485760)),
+    },
+    "two_factor": {
+        "enabled": Field(bool, True, "Two-factor authentication system-wide."),
+        "required_for_admin": Field(bool, True, "Admins must use a second factor."),
+        "required_for_users": Field(bool, True, "Users must use a second factor."),
+        "required_for_viewers": Field(bool, False, "Viewers must use a second factor."),
+        "allowed_methods": Field(list, ["totp", "backup_codes"], "Second factors accepted.",
+                                 _subset_of(*TWO_FACTOR_METHODS)),
+        "totp_issuer": Field(str, "Orthanc NAS", "Issuer shown in authenticator apps.",
+                             _non_empty),
+        "backup_codes_count": Field(int, 10, "Backup codes per set.", _range(4, 20)),
+        "max_failed_attempts": Field(int, 5, "Failures (PIN or second factor) before lockout.",
+                                     _range(1, 100)),
+        "lockout_duration_minutes": Field(int, 15, "Lockout duration.", _range(1, 1440)),
+    },
+    "access_policy": Field(list, None, "Role policy: ordered rules {methods, pattern, roles}; "
+                           "the first rule whose method and full-match pattern fit decides; "
+                           "no match means admin only. Absent: the shipped default.",
+                           _policy_rules),
+    "nas": {
+        "enabled": Field(bool, False, "Mirror received instances to the NAS."),
+        "type": Field(str, "local", "'smb' or 'local' (a folder, e.g. a mounted share).",
+                      _one_of("smb", "local")),
+        "host": Field(str, "", "SMB server host name or address."),
+        "port": Field(int, 445, "SMB port.", _range(1, 65535)),
+        "share": Field(str, "", "SMB share name."),
+        "username": Field(str, "", "SMB user."),
+        "password": Field(str, "", "SMB password; orthanc.json takes it from "
+                          "ORTHANC_NAS_SMB_PASSWORD. Never logged nor returned."),
+        "path": Field(str, "", "Folder inside the share (smb) or the local folder (local)."),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated plugin configuration, as nested plain dictionaries with every default."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self.values
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    def section(self, name: str) -> dict[str, Any]:
+        value: dict[str, Any] = self.values[name]
+        return value
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {bool: "a boolean", int: "an integer", str: "a string", list: "a list",
+             dict: "an object", float: "a number"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def validate_section(schema: Schema, raw: Any, path: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "an object")
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}", "unknown key; expected one of "
+                          + ", ".join(sorted(schema)))
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        where = f"{path}.{key}"
+        if not isinstance(spec, Field):
+            out[key] = validate_section(spec, raw.get(key, {}), where)
+            continue
+        if key not in raw or (raw[key] is None and spec.default is None):
+            out[key] = spec.default
+            continue
+        value = raw[key]
+        # bool is a subclass of int: refuse true where a number is expected.
+        if not isinstance(value, spec.kind) or (isinstance(value, bool) and spec.kind is not bool):
+            raise ConfigError(where, _type_name(spec.kind))
+        problem = spec.check(value) if spec.check else None
+        if problem:
+            raise ConfigError(where, problem)
+        out[key] = value
+    return out
+
+
+def load(orthanc_config: Mapping[str, Any]) -> Config:
+    """Validates the plugin section of Orthanc's whole configuration; raises ConfigError."""
+    values = validate_section(SCHEMA, orthanc_config.get(SECTION, {}), SECTION)
+    if values["access_policy"] is None:
+        values["access_policy"] = default_policy()
+    nas = values["nas"]
+    if nas["enabled"]:
+        required = ("host", "share", "username") if nas["type"] == "smb" else ("path",)
+        for key in required:
+            if not nas[key]:
+                raise ConfigError(f"{SECTION}.nas.{key}",
+                                  f"a non-empty string when nas.type is {nas['type']!r}")
+    auth = values["auth"]
+    if auth["pin_max_length"] < auth["pin_min_length"]:
+        raise ConfigError(f"{SECTION}.auth.pin_max_length", "at least auth.pin_min_length")
+    return Config(values)
+
+
+def documented_keys(schema: Schema = SCHEMA, prefix: str = "") -> dict[str, Field]:
+    """Every leaf key as a dotted path (for the README table and its test)."""
+    out: dict[str, Field] = {}
+    for key, spec in schema.items():
+        name = f"{prefix}{key}"
+        if isinstance(spec, Field):
+            out[name] = spec
+        else:
+            out.update(documented_keys(spec, name + "."))
+    return out

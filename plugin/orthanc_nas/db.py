@@ -1,0 +1,151 @@
+"""The plugin's own state store: a small SQL interface and its SQLite implementation.
+
+Repositories (users, sessions, audit, ...) speak plain SQL with ``?`` placeholders through
+``Database``; a PostgreSQL backend only has to implement the same few methods and translate
+placeholders. Migrations are versioned and applied at start.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from .schema import MIGRATIONS
+
+Row = sqlite3.Row
+Params = Sequence[Any]
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be opened, migrated or reached."""
+
+
+class Transaction(Protocol):
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Runs a statement; returns the affected row count."""
+
+    def insert(self, sql: str, params: Params = ()) -> int:
+        """Runs an INSERT; returns the new row id."""
+
+    def one(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+
+class Database(Protocol):
+    def transaction(self) -> Any:
+        """Context manager yielding a ``Transaction``, committed on success (writer lock)."""
+
+    def one(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    def ping(self) -> None: ...
+
+    def schema_version(self) -> int: ...
+
+
+class _SqliteTransaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    def insert(self, sql: str, params: Params = ()) -> int:
+        rowid = self._conn.execute(sql, params).lastrowid
+        assert rowid is not None
+        return rowid
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+
+class SqliteDatabase:
+    """SQLite in WAL mode, one connection per OS thread, foreign keys on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # Keyed by OS thread id: the Orthanc plugin gives each callback a fresh Python thread
+        # state, so threading.local() would open a new connection on every request.
+        self._conns: dict[int, sqlite3.Connection] = {}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+
+    def _conn(self) -> sqlite3.Connection:
+        ident = threading.get_ident()
+        conn = self._conns.get(ident)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conns[ident] = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SqliteTransaction]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield _SqliteTransaction(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self._conn().execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def ping(self) -> None:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise DatabaseError(str(exc)) from exc
+
+    def schema_version(self) -> int:
+        row = self.one("SELECT MAX(version) AS v FROM schema_version")
+        return int(row["v"]) if row and row["v"] is not None else 0
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                     "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        current = self.schema_version()
+        latest = max(MIGRATIONS)
+        if current > latest:
+            raise DatabaseError(f"database schema {current} is newer than this plugin ({latest})")
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, datetime('now'))", (version,))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+def open_database(backend: str, path: Path) -> Database:
+    """Opens (and migrates) the configured backend."""
+    if backend != "sqlite":
+        raise DatabaseError(f"unsupported database backend {backend!r}")
+    return SqliteDatabase(path)

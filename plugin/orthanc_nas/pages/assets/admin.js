@@ -1,0 +1,235 @@
+/* Orthanc NAS: administration page (users, two-factor settings, audit log). */
+'use strict';
+(function () {
+  const $ = UI.byId;
+  const ROLES = ['admin', 'user', 'viewer'];
+  const FLAGS = ['enabled', 'required_for_admin', 'required_for_users', 'required_for_viewers'];
+  const NUMBERS = ['backup_codes_count', 'max_failed_attempts', 'lockout_duration_minutes'];
+  const METHODS = ['totp', 'backup_codes'];
+  const PAGE = 50;
+  let users = [];
+  let config = null;
+  let auditOffset = 0;
+
+  async function start() {
+    let profile;
+    try {
+      profile = await api('GET', '/api/profile');
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) { UI.toLogin(); return; }
+      UI.fail('admin-error', err);
+      return;
+    }
+    UI.header(profile);
+    if (profile.user.role !== 'admin') { location.replace('/ui/account'); return; }
+    loadUsers();
+    loadConfig();
+    loadAudit();
+  }
+
+  // ---- users ------------------------------------------------------------------------------
+
+  function badge(text, kind) { return UI.el('span', { className: 'badge ' + (kind || '') }, text); }
+
+  function button(action, label, name, className) {
+    return UI.el('button', { type: 'button', 'data-action': action, className: 'sm ' + (className || 'secondary'),
+      'aria-label': label + ' ' + name }, label);
+  }
+
+  async function loadUsers() {
+    try {
+      users = (await api('GET', '/api/admin/users')).users || [];
+    } catch (err) { UI.fail('admin-error', err); return; }
+    const body = $('users-table').tBodies[0];
+    body.textContent = '';
+    users.forEach(function (u) {
+      const row = body.insertRow();
+      row.dataset.username = u.username;
+      row.dataset.userId = String(u.id);
+
+      const who = UI.el('td');
+      who.appendChild(UI.el('strong', {}, u.username));
+      if (u.display_name) who.appendChild(UI.el('div', {}, u.display_name));
+      if (u.email) who.appendChild(UI.el('div', { className: 'muted small' }, u.email));
+      row.appendChild(who);
+
+      const roleCell = UI.el('td');
+      const select = UI.el('select', { 'data-action': 'role', className: 'sm', 'aria-label': 'Role of ' + u.username });
+      ROLES.forEach(function (r) { select.appendChild(UI.el('option', { value: r }, r)); });
+      select.value = u.role;
+      roleCell.appendChild(select);
+      row.appendChild(roleCell);
+
+      const status = UI.el('td');
+      status.appendChild(u.enabled ? badge('enabled', 'good') : badge('disabled', 'bad'));
+      if (u.locked) status.appendChild(badge('locked until ' + UI.time(u.locked_until), 'bad'));
+      if (u.must_change_pin) status.appendChild(badge('must change PIN', 'warn'));
+      status.appendChild(u.totp_enabled ? badge('2FA on', 'good') : badge('2FA off'));
+      row.appendChild(status);
+
+      const last = UI.cell(u.last_login_at ? UI.time(u.last_login_at) : 'Never');
+      last.appendChild(UI.el('div', { className: 'muted small' }, 'created ' + UI.time(u.created_at)));
+      row.appendChild(last);
+
+      const actions = UI.el('div', { className: 'actions' });
+      actions.appendChild(button('toggle', u.enabled ? 'Disable' : 'Enable', u.username));
+      if (u.locked) actions.appendChild(button('unlock', 'Unlock', u.username));
+      actions.appendChild(button('reset-2fa', 'Reset 2FA', u.username));
+      actions.appendChild(button('reset-pin', 'Reset PIN', u.username));
+      actions.appendChild(button('delete', 'Delete', u.username, 'danger'));
+      const cell = UI.el('td');
+      cell.appendChild(actions);
+      row.appendChild(cell);
+    });
+  }
+
+  /** What an action sends (null: cancelled by the admin). */
+  function request(action, u, control) {
+    switch (action) {
+      case 'role': return { method: 'PUT', body: { role: control.value }, done: u.username + ' is now ' + control.value + '.' };
+      case 'toggle': return { method: 'PUT', body: { enabled: !u.enabled }, done: u.username + (u.enabled ? ' disabled.' : ' enabled.') };
+      case 'unlock': return { method: 'PUT', body: { unlock: true }, done: u.username + ' unlocked.' };
+      case 'reset-2fa':
+        if (!window.confirm('Reset two-factor authentication of ' + u.username + '? Their authenticator ' +
+            'and backup codes stop working and their sessions end.')) return null;
+        return { method: 'PUT', body: { reset_2fa: true }, done: 'Two-factor authentication of ' + u.username + ' reset.' };
+      case 'reset-pin': {
+        const pin = window.prompt('New temporary PIN for ' + u.username + ' (they must change it at next sign-in):');
+        if (!pin) return null;
+        return { method: 'PUT', body: { pin: pin }, done: 'PIN of ' + u.username + ' reset: they must change it at next sign-in.' };
+      }
+      case 'delete':
+        if (!window.confirm('Delete user ' + u.username + '? This cannot be undone.')) return null;
+        return { method: 'DELETE', body: undefined, done: u.username + ' deleted.' };
+      default: return null;
+    }
+  }
+
+  function act(event) {
+    const control = event.target.closest('[data-action]');
+    if (!control || (event.type === 'click' && control.tagName === 'SELECT')) return;
+    const row = control.closest('tr');
+    const user = users.find(function (u) { return String(u.id) === row.dataset.userId; });
+    if (!user) return;
+    UI.say('admin-error', '');
+    UI.say('admin-ok', '');
+    const req = request(control.dataset.action, user, control);
+    if (!req) return;
+    UI.busy(control, async function () {
+      try {
+        await api(req.method, '/api/admin/users/' + encodeURIComponent(user.id), req.body);
+        UI.say('admin-ok', req.done);
+      } catch (err) { UI.fail('admin-error', err); }
+      await loadUsers();
+    });
+  }
+
+  $('users-table').addEventListener('click', act);
+  $('users-table').addEventListener('change', act);
+
+  $('user-form').addEventListener('submit', function (event) {
+    event.preventDefault();
+    UI.say('admin-error', '');
+    UI.say('admin-ok', '');
+    const body = { username: $('new-username').value.trim(), role: $('new-role').value, pin: $('new-user-pin').value,
+      display_name: $('new-display-name').value.trim(), email: $('new-email').value.trim() };
+    if (!body.username || !body.pin) { UI.fail('admin-error', 'Enter a username and a temporary PIN.'); return; }
+    UI.busy($('user-create'), async function () {
+      try {
+        await api('POST', '/api/admin/users', body);
+        $('user-form').reset();
+        UI.say('admin-ok', 'User ' + body.username + ' created. Give them the temporary PIN: ' +
+          'they must change it at first sign-in.');
+        await loadUsers();
+      } catch (err) { UI.fail('admin-error', err); }
+    });
+  });
+
+  // ---- two-factor settings ----------------------------------------------------------------
+
+  function showConfig(answer) {
+    config = answer.config;
+    FLAGS.forEach(function (k) { $('tf-' + k).checked = Boolean(config[k]); });
+    METHODS.forEach(function (m) { $('tf-method-' + m).checked = (config.allowed_methods || []).indexOf(m) >= 0; });
+    $('tf-totp_issuer').value = config.totp_issuer || '';
+    NUMBERS.forEach(function (k) { $('tf-' + k).value = String(config[k]); });
+    let source = answer.source === 'runtime' ? 'Source: saved on this page (overrides orthanc.json)'
+      : 'Source: orthanc.json (no change saved on this page)';
+    if (answer.updated && answer.updated.updated_at) {
+      source += ', last saved ' + UI.time(answer.updated.updated_at) + ' by ' + (answer.updated.updated_by || '?');
+    }
+    $('tf-source').textContent = source + '.';
+  }
+
+  async function loadConfig() {
+    try { showConfig(await api('GET', '/api/2fa/config')); } catch (err) { UI.fail('tf-error', err); }
+  }
+
+  $('tf-form').addEventListener('submit', function (event) {
+    event.preventDefault();
+    UI.say('tf-error', '');
+    UI.say('tf-ok', '');
+    const body = { totp_issuer: $('tf-totp_issuer').value.trim() };
+    FLAGS.forEach(function (k) { body[k] = $('tf-' + k).checked; });
+    body.allowed_methods = METHODS.filter(function (m) { return $('tf-method-' + m).checked; });
+    for (const k of NUMBERS) {
+      const raw = $('tf-' + k).value.trim();
+      if (!/^[0-9]+$/.test(raw)) { UI.fail('tf-error', 'Enter whole numbers in every number field.'); $('tf-' + k).focus(); return; }
+      body[k] = parseInt(raw, 10);
+    }
+    if (config && config.enabled && !body.enabled && !window.confirm('Turn off two-factor authentication ' +
+        'for everyone? This weakens security and is recorded in the audit log.')) return;
+    UI.busy($('tf-save'), async function () {
+      try {
+        await api('POST', '/api/2fa/config', body);
+        await loadConfig();
+        UI.say('tf-ok', 'Settings saved.');
+        loadAudit();
+      } catch (err) { UI.fail('tf-error', err); }
+    });
+  });
+
+  // ---- audit log --------------------------------------------------------------------------
+
+  async function loadAudit() {
+    const query = new URLSearchParams({ limit: String(PAGE), offset: String(auditOffset) });
+    [['user', 'audit-user'], ['event', 'audit-event'], ['outcome', 'audit-outcome']].forEach(function (p) {
+      const value = $(p[1]).value.trim();
+      if (value) query.set(p[0], value);
+    });
+    let answer;
+    try { answer = await api('GET', '/api/audit?' + query.toString()); } catch (err) { UI.fail('audit-error', err); return; }
+    UI.say('audit-error', '');
+    const items = answer.items || [];
+    const body = $('audit-table').tBodies[0];
+    body.textContent = '';
+    if (!items.length) body.insertRow().appendChild(UI.el('td', { colspan: '7', className: 'empty' }, 'No entries.'));
+    items.forEach(function (e) {
+      const row = body.insertRow();
+      row.appendChild(UI.cell(UI.time(e.ts)));
+      row.appendChild(UI.cell(e.actor || '—'));
+      row.appendChild(UI.cell(e.ip || '—', 'mono'));
+      row.appendChild(UI.cell(e.event));
+      const outcome = UI.el('td');
+      outcome.appendChild(badge(e.outcome || '—', e.outcome === 'success' ? 'good' : 'bad'));
+      row.appendChild(outcome);
+      row.appendChild(UI.cell(e.target || '—'));
+      const details = e.details && Object.keys(e.details).length ? JSON.stringify(e.details) : '';
+      row.appendChild(UI.cell(details, 'details mono small'));
+    });
+    const total = answer.total || 0;
+    $('audit-info').textContent = total ? (auditOffset + 1) + '–' + (auditOffset + items.length) + ' of ' + total : '';
+    $('audit-prev').disabled = auditOffset === 0;
+    $('audit-next').disabled = auditOffset + items.length >= total;
+  }
+
+  $('audit-form').addEventListener('submit', function (event) {
+    event.preventDefault();
+    auditOffset = 0;
+    UI.busy($('audit-search'), loadAudit);
+  });
+  $('audit-prev').addEventListener('click', function () { auditOffset = Math.max(0, auditOffset - PAGE); loadAudit(); });
+  $('audit-next').addEventListener('click', function () { auditOffset += PAGE; loadAudit(); });
+
+  start();
+}());

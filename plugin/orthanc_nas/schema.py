@@ -1,0 +1,87 @@
+"""Versioned schema migrations of the plugin database: version -> statements, applied in order.
+
+Never edit a released migration: add a new version.
+"""
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        # Run-time settings changed by admins (override orthanc.json; see README).
+        """CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT NOT NULL
+        )""",
+    ],
+    2: [
+        """CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'user', 'viewer')),
+            display_name TEXT NOT NULL DEFAULT '',
+            email TEXT NOT NULL DEFAULT '',
+            enabled INTEGER NOT NULL DEFAULT 1,
+            pin_hash TEXT NOT NULL,
+            must_change_pin INTEGER NOT NULL DEFAULT 0,
+            totp_secret BLOB,
+            totp_enabled INTEGER NOT NULL DEFAULT 0,
+            totp_last_step INTEGER NOT NULL DEFAULT 0,
+            failed_count INTEGER NOT NULL DEFAULT 0,
+            locked_until REAL NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            last_login_at REAL,
+            preferences TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            pending INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            ip TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX sessions_user ON sessions(user_id)",
+        """CREATE TABLE backup_codes (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            code_hash TEXT NOT NULL,
+            used_at REAL
+        )""",
+        "CREATE INDEX backup_codes_user ON backup_codes(user_id)",
+        """CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            last_used_at REAL
+        )""",
+        """CREATE TABLE throttle (
+            key TEXT PRIMARY KEY,
+            window_start REAL NOT NULL,
+            count INTEGER NOT NULL
+        )""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            actor TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            event TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            details TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX audit_ts ON audit(ts)",
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+    ],
+}
+MIGRATIONS[3] = [
+    # TOTP secret waiting for its first correct code (enrollment or re-enrollment).
+    "ALTER TABLE users ADD COLUMN totp_pending_secret BLOB",
+]

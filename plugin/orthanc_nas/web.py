@@ -1,0 +1,148 @@
+"""Plain HTTP types used between the Orthanc adapter and the plugin's handlers."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON_TYPE = "application/json; charset=utf-8"
+HTML_TYPE = "text/html; charset=utf-8"
+
+# Sent with every answer of the plugin: pages load only their own assets.
+SECURITY_HEADERS = (
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy",
+     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"),
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request as the plugin sees it (header names lower-cased)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    ip: str = ""
+
+    def cookie(self, name: str) -> str | None:
+        for part in self.headers.get("cookie", "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+        return None
+
+    def bearer(self) -> str | None:
+        scheme, _, value = self.headers.get("authorization", "").partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+    @property
+    def is_https(self) -> bool:
+        return self.headers.get("x-forwarded-proto", "").lower() == "https"
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = JSON_TYPE
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    redirect: str | None = None
+
+    def set_cookie(self, name: str, value: str, *, secure: bool, max_age: int | None = None) -> None:
+        attrs = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Strict"]
+        if secure:
+            attrs.append("Secure")
+        if max_age is not None:
+            attrs.append(f"Max-Age={max_age}")
+        self.headers.append(("Set-Cookie", "; ".join(attrs)))
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message, ...}`` with a 4xx status."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(data, separators=(",", ":")).encode())
+
+
+def error_response(err: ApiError) -> Response:
+    return json_response({"error": err.message, **err.extra}, err.status)
+
+
+def html_response(html: str, status: int = 200) -> Response:
+    return Response(status, html.encode(), HTML_TYPE)
+
+
+def redirect(location: str) -> Response:
+    return Response(302, redirect=location)
+
+
+def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request's JSON object body, or ApiError(400) saying what is wrong."""
+    if len(request.body) > max_bytes:
+        raise ApiError(413, f"body larger than {max_bytes} bytes")
+    try:
+        data = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed JSON body") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def field_of(data: Mapping[str, Any], name: str, kind: type, *, required: bool = True,
+             default: Any = None, max_len: int | None = None) -> Any:
+    """One typed field of a JSON body; ApiError(400) naming the field when it is wrong."""
+    if name not in data or data[name] is None:
+        if required:
+            raise ApiError(400, f"missing field: {name}", field=name)
+        return default
+    value = data[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ApiError(400, f"field {name} must be {kind.__name__}", field=name)
+    if max_len is not None and isinstance(value, str | list) and len(value) > max_len:
+        raise ApiError(400, f"field {name} is longer than {max_len}", field=name)
+    return value
+
+
+Handler = Callable[..., Response]
+
+
+class Router:
+    """Maps (method, full-match path pattern) to handlers; groups become arguments."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method, re.compile(pattern), handler))
+
+    def dispatch(self, request: Request) -> Response:
+        allowed: list[str] = []
+        for method, pattern, handler in self._routes:
+            match = pattern.fullmatch(request.path)
+            if match is None:
+                continue
+            if method != request.method:
+                allowed.append(method)
+                continue
+            return handler(request, *match.groups())
+        if allowed:
+            raise ApiError(405, f"method {request.method} not allowed", allowed=allowed)
+        raise ApiError(404, "no such route")

@@ -1,0 +1,42 @@
+"""Shared fixtures: one real Orthanc with the plugin per test session, and its admin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import Account, Client, OrthancServer, admin_account
+
+# Cheap bcrypt for the shared server; the timing test starts its own at a real cost.
+FAST = {"OrthancNAS": {"auth": {"bcrypt_cost": 4, "ip_max_failures": 100000}},
+        "DicomModalities": {"storescu": ["STORESCU", "127.0.0.1", 11112]}}
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc"), FAST).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_session(orthanc: OrthancServer) -> tuple[Client, Account]:
+    """The bootstrap admin after first login (PIN changed, TOTP enrolled)."""
+    client = orthanc.client()
+    account = admin_account()
+    client.onboard(account, "Blue-Harbor-PIN-2024!")
+    return client, account
+
+
+@pytest.fixture
+def admin(admin_session: tuple[Client, Account]) -> Client:
+    client, account = admin_session
+    if client.get("/api/profile").status_code != 200:  # a test ended the session
+        client.login(account)
+    return client
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
