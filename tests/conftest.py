@@ -29,12 +29,16 @@ def admin_session(orthanc: OrthancServer) -> tuple[Client, Account]:
     return client, account
 
 
-@pytest.fixture
-def admin(admin_session: tuple[Client, Account]) -> Client:
-    client, account = admin_session
+def logged_in(session: tuple[Client, Account]) -> Client:
+    client, account = session
     if client.get("/api/profile").status_code != 200:  # a test ended the session
         client.login(account)
     return client
+
+
+@pytest.fixture
+def admin(admin_session: tuple[Client, Account]) -> Client:
+    return logged_in(admin_session)
 
 
 @pytest.fixture
