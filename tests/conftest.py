@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from harness import Account, Client, OrthancServer, admin_account
 
 # Cheap bcrypt for the shared server; the timing test starts its own at a real cost.

@@ -43,7 +43,8 @@ class Audit:
                 own.insert(sql, row)
 
     def search(self, q: AuditQuery) -> tuple[int, list[dict[str, Any]]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("actor", q.actor), ("event", q.event), ("outcome", q.outcome)):
             if value is not None:
                 where.append(f"{column} = ?")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,8 +37,8 @@ class Transaction(Protocol):
 
 
 class Database(Protocol):
-    def transaction(self) -> Any:
-        """Context manager yielding a ``Transaction``, committed on success (writer lock)."""
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A ``Transaction`` committed on success, rolled back on error (writer lock)."""
 
     def one(self, sql: str, params: Params = ()) -> Row | None: ...
 

@@ -58,7 +58,8 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     redirect: str | None = None
 
-    def set_cookie(self, name: str, value: str, *, secure: bool, max_age: int | None = None) -> None:
+    def set_cookie(self, name: str, value: str, *, secure: bool,
+                   max_age: int | None = None) -> None:
         attrs = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Strict"]
         if secure:
             attrs.append("Secure")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
+
 from harness import Account, Client, OrthancServer, make_user
 
 INVALID = {"error": "invalid username or PIN"}
@@ -54,7 +55,7 @@ def test_full_login_with_pin_and_totp(orthanc: OrthancServer,
     assert client.get("/patients").status_code == 403  # a pending login is not a session
     r = client.post("/api/2fa/verify", {"code": client.totp_code(account)})
     assert r.status_code == 200 and r.json()["status"] == "ok"
-    session_cookie = [c for c in r.headers["Set-Cookie"].split(", ") if "onas_session=" in c][0]
+    session_cookie = next(c for c in r.headers["Set-Cookie"].split(", ") if "onas_session=" in c)
     assert len(session_cookie.split(";")[0].split("=", 1)[1]) >= 43  # 256 bits, base64url
     assert client.get("/patients").status_code == 200
     assert client.post("/api/logout", {}).status_code == 200

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from dicom_factory import write_series
 from harness import Client, OrthancServer, storescu, wait_until
-
 from orthanc_nas.schema import MIGRATIONS
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dicom_factory import write_series
+
 from conftest import logged_in
+from dicom_factory import write_series
 from harness import Account, Client, make_user
 
 V, U, A = "viewer", "user", "admin"
@@ -47,8 +48,9 @@ MATRIX: list[tuple[str, str, object, set[str]]] = [
 # Admin-only routes too disruptive to run for real (or, for execute-script, refused by Orthanc
 # itself since orthanc.json disables remote Lua): refused to the others here, and allowed to
 # admins by the policy's unit tests.
-DENIED_ONLY = [("POST", "/tools/execute-script"), ("POST", "/tools/reset"), ("POST", "/tools/shutdown"),
-               ("DELETE", "/patients/{patient}"), ("PUT", "/modalities/x")]
+DENIED_ONLY = [("POST", "/tools/execute-script"), ("POST", "/tools/reset"),
+               ("POST", "/tools/shutdown"), ("DELETE", "/patients/{patient}"),
+               ("PUT", "/modalities/x")]
 
 
 @pytest.fixture(scope="module")
