@@ -107,6 +107,33 @@ def _rest(output: Any, uri: str, **request: Any) -> None:
     _answer(output, _app.handle(req))
 
 
+def _on_stored(dicom: Any, instance_id: str) -> None:
+    """Runs in the ingest path: only records the instance in the durable outbox."""
+    try:
+        if _app is not None:
+            _app.on_stored(instance_id, dicom.GetInstanceData())
+    except Exception as exc:
+        orthanc.LogError(f"OrthancNAS: could not queue instance {instance_id} for the NAS "
+                         f"({type(exc).__name__}: {exc}); it will be found at reconciliation")
+
+
+def _on_change(change_type: int, level: int, resource_id: str) -> None:
+    if _app is None:
+        return
+    try:
+        if change_type == orthanc.ChangeType.ORTHANC_STARTED:
+            config = json.loads(orthanc.GetConfiguration())
+            url = f"http://127.0.0.1:{int(config.get('HttpPort', 8042))}"
+            _app.started(url, orthanc.GenerateRestApiAuthorizationToken())
+        elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
+            _app.stopping()
+        elif (change_type == orthanc.ChangeType.DELETED
+              and level == orthanc.ResourceType.INSTANCE):
+            _app.on_instance_deleted(resource_id)
+    except Exception as exc:
+        orthanc.LogError(f"OrthancNAS: change {change_type} failed: {type(exc).__name__}: {exc}")
+
+
 def start() -> None:
     """Entry point called by plugin/entry.py at Orthanc's start; raising stops Orthanc."""
     global _app
@@ -119,4 +146,6 @@ def start() -> None:
     orthanc.RegisterIncomingHttpRequestFilter(_filter)
     for pattern in ROUTE_PATTERNS:
         orthanc.RegisterRestCallback(pattern, _rest)
+    orthanc.RegisterOnStoredInstanceCallback(_on_stored)
+    orthanc.RegisterOnChangeCallback(_on_change)
     orthanc.ExtendOrthancExplorer(_app.explorer_extension())

@@ -7,6 +7,7 @@ callbacks; tests drive both directly with fakes.
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ from .auth.users import Users
 from .clock import Clock, OffsetClock, SystemClock
 from .db import Database, open_database
 from .health import run_checks
+from .mirror.outbox import Outbox
+from .mirror.service import MirrorService
 from .pages import Pages
 from .settings import Settings
 from .web import (
@@ -64,7 +67,8 @@ class Log(Protocol):
 
 class App:
     def __init__(self, cfg: config.Config, db: Database, keys: KeyRing, clock: Clock, log: Log,
-                 orthanc: OrthancApi) -> None:
+                 orthanc: OrthancApi, python: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.cfg = cfg
         self.db = db
         self.keys = keys
@@ -91,11 +95,15 @@ class App:
         self.auth = AuthService(db, self.users, self.sessions, keys, PinHasher(auth["bcrypt_cost"]),
                                 self.lockout, throttle, self.audit, clock, self.two_factor,
                                 {"min": auth["pin_min_length"], "max": auth["pin_max_length"]})
+        data_dir = Path(cfg.get("data_dir"))
+        self.mirror = MirrorService(cfg, db, self.settings, keys,
+                                    Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
+                                    python or [sys.executable], env or {})
         self.pages = Pages()
         self.router = Router()
-        from .api import account, admin, login  # routes import App only for typing
+        from .api import account, admin, login, nas  # routes import App only for typing
 
-        for module in (login, account, admin):
+        for module in (login, account, admin, nas):
             module.register(self.router, self)
         self.router.add("GET", r"/api/health", self._health)
         self.pages.register(self.router, self)
@@ -136,6 +144,22 @@ class App:
 
     def explorer_extension(self) -> str:
         return self.pages.explorer_extension()
+
+    def on_stored(self, instance_id: str, data: bytes) -> None:
+        """Orthanc stored an instance (C-STORE, upload, modification): queue its mirror copy."""
+        self.mirror.on_stored(instance_id, data)
+
+    def on_instance_deleted(self, instance_id: str) -> None:
+        self.mirror.on_deleted(instance_id)
+
+    def started(self, orthanc_url: str, orthanc_token: str) -> None:
+        """Orthanc is serving: start the background work."""
+        db_path = getattr(self.db, "path", None)
+        if db_path is not None:
+            self.mirror.start(orthanc_url, orthanc_token, str(db_path))
+
+    def stopping(self) -> None:
+        self.mirror.stop()
 
     # ---- helpers for route handlers -------------------------------------------------------
 
@@ -186,8 +210,10 @@ class App:
         return {"ok": True, "enabled": tf["enabled"], "allowed_methods": tf["allowed_methods"]}
 
     def _check_nas(self) -> dict[str, Any]:
-        nas = self.cfg.section("nas")
-        return {"ok": True, "enabled": nas["enabled"], "type": nas["type"]}
+        status = self.mirror.status()
+        ok = not status["enabled"] or status["connected"]
+        return {"ok": ok, **{k: status[k] for k in ("enabled", "type", "connected", "pending",
+                                                      "failed", "last_error")}}
 
 
 def bootstrap_admin(app: App, env: dict[str, str]) -> None:
@@ -219,6 +245,10 @@ def create_app(orthanc_config: dict[str, Any], env: dict[str, str], log: Log,
     if env.get(TEST_CLOCK_ENV):
         log.warning(f"OrthancNAS: TEST CLOCK enabled from {TEST_CLOCK_ENV}: never in production")
         clock = OffsetClock(Path(env[TEST_CLOCK_ENV]))
-    app = App(cfg, db, keys, clock, log, orthanc)
+    venv_python = Path(env.get("ORTHANC_NAS_VENV", "/nonexistent")) / "bin" / "python"
+    python = [str(venv_python) if venv_python.exists() else "/usr/bin/python3"]
+    plugin_dir = str(Path(__file__).resolve().parent.parent)
+    child_env = {**env, "PYTHONPATH": plugin_dir}
+    app = App(cfg, db, keys, clock, log, orthanc, python, child_env)
     bootstrap_admin(app, env)
     return app

@@ -63,6 +63,16 @@ def _non_empty(v: str) -> str | None:
     return None if v.strip() else "a non-empty string"
 
 
+def _layout(v: str) -> str | None:
+    from .nas.layout import LayoutError, check_template
+
+    try:
+        check_template(v)
+    except LayoutError as exc:
+        return str(exc)
+    return None
+
+
 def _policy_rules(v: list[Any]) -> str | None:
     for i, rule in enumerate(v):
         if not isinstance(rule, dict) or set(rule) != {"methods", "pattern", "roles"}:
@@ -150,6 +160,25 @@ SCHEMA: Schema = {
         "password": Field(str, "", "SMB password; orthanc.json takes it from "
                           "ORTHANC_NAS_SMB_PASSWORD. Never logged nor returned."),
         "path": Field(str, "", "Folder inside the share (smb) or the local folder (local)."),
+        "layout": Field(str, "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/"
+                        "{SOPInstanceUID}.dcm", "Path of each instance on the NAS; fields: "
+                        "PatientID, PatientName, StudyInstanceUID, SeriesInstanceUID, "
+                        "SOPInstanceUID, StudyDate, Modality, AccessionNumber, "
+                        "StudyDescription, SeriesNumber, InstanceNumber (values sanitized).",
+                        _layout),
+        "encrypt": Field(bool, False, "Require SMB 3 encryption."),
+        "require_signing": Field(bool, True, "Require SMB signing."),
+        "timeout_seconds": Field(int, 30, "SMB connection timeout.", _range(1, 600)),
+        "verify": Field(bool, True, "Read each copy back and compare size and SHA-256 "
+                        "before renaming it into place."),
+        "max_attempts": Field(int, 10, "Failed attempts before an item is parked as failed "
+                              "(connection failures do not count).", _range(1, 1000)),
+        "retry_base_seconds": Field(int, 5, "First retry delay (doubles each attempt, with "
+                                    "jitter).", _range(1, 3600)),
+        "retry_max_seconds": Field(int, 300, "Longest retry delay.", _range(1, 86400)),
+        "on_delete": Field(str, "keep", "When Orthanc deletes an instance: 'keep' the NAS copy "
+                           "(the NAS is the archive) or 'propagate' the deletion.",
+                           _one_of("keep", "propagate")),
     },
 }
 
@@ -208,19 +237,27 @@ def validate_section(schema: Schema, raw: Any, path: str) -> dict[str, Any]:
 def load(orthanc_config: Mapping[str, Any]) -> Config:
     """Validates the plugin section of Orthanc's whole configuration; raises ConfigError."""
     values = validate_section(SCHEMA, orthanc_config.get(SECTION, {}), SECTION)
+    if not values["data_dir"].strip():
+        raise ConfigError(f"{SECTION}.data_dir", "a non-empty string (a directory path)")
     if values["access_policy"] is None:
         values["access_policy"] = default_policy()
-    nas = values["nas"]
-    if nas["enabled"]:
-        required = ("host", "share", "username") if nas["type"] == "smb" else ("path",)
-        for key in required:
-            if not nas[key]:
-                raise ConfigError(f"{SECTION}.nas.{key}",
-                                  f"a non-empty string when nas.type is {nas['type']!r}")
+    check_nas(values["nas"], f"{SECTION}.nas")
     auth = values["auth"]
     if auth["pin_max_length"] < auth["pin_min_length"]:
         raise ConfigError(f"{SECTION}.auth.pin_max_length", "at least auth.pin_min_length")
     return Config(values)
+
+
+def check_nas(nas: dict[str, Any], path: str) -> None:
+    """Cross-key rules of the NAS section (also applied to run-time changes)."""
+    if nas["enabled"]:
+        required = ("host", "share", "username") if nas["type"] == "smb" else ("path",)
+        for key in required:
+            if not nas[key]:
+                raise ConfigError(f"{path}.{key}",
+                                  f"a non-empty string when nas.type is {nas['type']!r}")
+    if nas["retry_max_seconds"] < nas["retry_base_seconds"]:
+        raise ConfigError(f"{path}.retry_max_seconds", "at least retry_base_seconds")
 
 
 def documented_keys(schema: Schema = SCHEMA, prefix: str = "") -> dict[str, Field]:

@@ -85,3 +85,40 @@ MIGRATIONS[3] = [
     # TOTP secret waiting for its first correct code (enrollment or re-enrollment).
     "ALTER TABLE users ADD COLUMN totp_pending_secret BLOB",
 ]
+MIGRATIONS[4] = [
+    # The mirror's durable outbox: one row per instance, written by the on-stored hook,
+    # drained by the mirror worker process.
+    """CREATE TABLE mirror_queue (
+        instance_id TEXT PRIMARY KEY,
+        gen INTEGER NOT NULL DEFAULT 1,
+        op TEXT NOT NULL DEFAULT 'put' CHECK (op IN ('put', 'delete')),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed', 'cancelled')),
+        source TEXT NOT NULL,
+        spool TEXT,
+        size INTEGER,
+        sha256 TEXT,
+        remote_path TEXT,
+        patient_id TEXT,
+        study_uid TEXT,
+        series_uid TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        enqueued_at REAL NOT NULL,
+        done_at REAL
+    )""",
+    "CREATE INDEX mirror_queue_due ON mirror_queue(state, next_attempt_at)",
+    "CREATE INDEX mirror_queue_series ON mirror_queue(series_uid, state)",
+    # What the worker last saw of the NAS (one row).
+    """CREATE TABLE nas_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        connected INTEGER NOT NULL,
+        last_error TEXT,
+        last_error_at REAL,
+        total_bytes INTEGER,
+        free_bytes INTEGER,
+        throughput_bps REAL,
+        worker_pid INTEGER,
+        updated_at REAL NOT NULL
+    )""",
+]

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -172,8 +172,8 @@ def register(router: Router, app: App) -> None:
         q = AuditQuery(actor=request.query.get("user"), event=request.query.get("event"),
                        outcome=request.query.get("outcome"),
                        since=_float_param(request, "since"), until=_float_param(request, "until"),
-                       limit=_int_param(request, "limit", 100, 1, 1000),
-                       offset=_int_param(request, "offset", 0, 0, 10**9))
+                       limit=int_param(request, "limit", 100, 1, 1000),
+                       offset=int_param(request, "offset", 0, 0, 10**9))
         total, items = app.audit.search(q)
         return json_response({"total": total, "items": items})
 

@@ -19,11 +19,17 @@ class Lockout:
 
     def reserve(self, user_id: int) -> bool:
         """Takes one attempt; False when the account is locked or out of attempts."""
+        now = self._clock.now()
         with self._db.transaction() as tx:
+            # Out of attempts without a lock (limit lowered at run time, or an attempt that
+            # ended in an error): lock now, so the lock expires like any other.
+            tx.execute("UPDATE users SET locked_until = ?, failed_count = 0"
+                       " WHERE id = ? AND locked_until <= ? AND failed_count >= ?",
+                       (now + self.duration, user_id, now, self.max_failures))
             return tx.execute(
                 "UPDATE users SET failed_count = failed_count + 1"
                 " WHERE id = ? AND locked_until <= ? AND failed_count < ?",
-                (user_id, self._clock.now(), self.max_failures)) == 1
+                (user_id, now, self.max_failures)) == 1
 
     def release(self, user_id: int) -> None:
         """The reserved attempt succeeded part-way (PIN right, second factor still due)."""

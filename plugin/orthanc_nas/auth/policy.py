@@ -17,7 +17,7 @@ PUBLIC: tuple[tuple[str, str], ...] = (
     ("GET", r"/ui/login"),
     ("GET", r"/ui/assets/[A-Za-z0-9_.-]+"),
     ("GET", r"/app/(explorer\.html|explorer\.js|explorer\.css|favicon\.ico"
-            r"|images/[A-Za-z0-9_./-]+|libs/[A-Za-z0-9_./-]+|[a-z-]+\.(js|css))"),
+            r"|images/[A-Za-z0-9_./-]+|libs/[A-Za-z0-9_./-]+|[a-z-]+\.(js|css|png|gif|svg|ico))"),
     ("GET", r"/plugins/explorer\.js"),
     ("GET", r"/favicon\.ico"),
 )

@@ -31,7 +31,7 @@ def qr_png(uri: str) -> bytes:
 def matching_step(secret: str, code: str, now: float) -> int | None:
     """The time step (within the drift window) whose code equals ``code``, else None."""
     code = code.strip().replace(" ", "")
-    if len(code) != 6 or not code.isdigit():
+    if len(code) != 6 or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret)
     current = int(now // STEP_SECONDS)

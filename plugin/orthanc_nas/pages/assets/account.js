@@ -32,7 +32,7 @@
 
     $('profile-username').textContent = user.username;
     $('profile-role').textContent = user.role;
-    $('pin-username').value = user.username;
+    document.querySelectorAll('.js-username').forEach(function (input) { input.value = user.username; });
     if (firstLoad) {
       $('display-name').value = user.display_name || '';
       $('email').value = user.email || '';
@@ -47,8 +47,9 @@
       state = p.must_enroll_totp ? 'Off: you must set up an authenticator app to continue.'
         : 'Off: sign-in asks only for your PIN. An authenticator app makes your account much safer.';
     }
-    $('tf-state').textContent = state;
     const totpAllowed = methods.indexOf('totp') >= 0;
+    if (!totpAllowed && !user.totp_enabled) state += ' Authenticator apps are not allowed on this server.';
+    $('tf-state').textContent = state;
     $('totp-start-box').hidden = !totpAllowed;
     $('totp-pin-field').hidden = !user.totp_enabled;
     $('totp-start').textContent = user.totp_enabled ? 'Replace authenticator app' : 'Set up authenticator app';
@@ -121,7 +122,8 @@
 
   // ---- two-factor authentication ----------------------------------------------------------
 
-  $('totp-start').addEventListener('click', function () {
+  $('totp-start-box').addEventListener('submit', function (event) {
+    event.preventDefault();
     UI.say('totp-error', '');
     UI.say('totp-ok', '');
     $('totp-done').hidden = true;

@@ -30,6 +30,7 @@
   // ---- users ------------------------------------------------------------------------------
 
   function badge(text, kind) { return UI.el('span', { className: 'badge ' + (kind || '') }, text); }
+  function addBadge(cell, text, kind) { cell.appendChild(badge(text, kind)); cell.appendChild(document.createTextNode(' ')); }
 
   function button(action, label, name, className) {
     return UI.el('button', { type: 'button', 'data-action': action, className: 'sm ' + (className || 'secondary'),
@@ -61,10 +62,10 @@
       row.appendChild(roleCell);
 
       const status = UI.el('td');
-      status.appendChild(u.enabled ? badge('enabled', 'good') : badge('disabled', 'bad'));
-      if (u.locked) status.appendChild(badge('locked until ' + UI.time(u.locked_until), 'bad'));
-      if (u.must_change_pin) status.appendChild(badge('must change PIN', 'warn'));
-      status.appendChild(u.totp_enabled ? badge('2FA on', 'good') : badge('2FA off'));
+      addBadge(status, u.enabled ? 'enabled' : 'disabled', u.enabled ? 'good' : 'bad');
+      if (u.locked) addBadge(status, 'locked until ' + UI.time(u.locked_until), 'bad');
+      if (u.must_change_pin) addBadge(status, 'must change PIN', 'warn');
+      addBadge(status, u.totp_enabled ? '2FA on' : '2FA off', u.totp_enabled ? 'good' : '');
       row.appendChild(status);
 
       const last = UI.cell(u.last_login_at ? UI.time(u.last_login_at) : 'Never');

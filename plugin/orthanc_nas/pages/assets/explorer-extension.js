@@ -41,7 +41,7 @@
     if (event) { event.preventDefault(); event.stopPropagation(); }
     var leave = function () { go('/ui/login'); };
     if (!window.fetch) { leave(); return; }
-    window.fetch('/api/logout', { method: 'POST', credentials: 'same-origin',
+    window.fetch('/api/logout', { method: 'POST', credentials: 'same-origin', referrerPolicy: 'same-origin',
                                   headers: { 'Content-Type': 'application/json' }, body: '{}' })
       .then(leave, leave);
   }
@@ -69,9 +69,9 @@
     noticeTimer = window.setTimeout(function () { box.fadeOut(400); }, 5000);
   }
 
-  var linkCss = { color: 'inherit', textDecoration: 'underline', fontWeight: 'normal',
+  var linkCss = { font: 'inherit', fontWeight: 'normal', color: 'inherit', textDecoration: 'underline',
                   textShadow: 'none', background: 'none', border: '0', padding: '0',
-                  margin: '0 0 0 14px', font: 'inherit', cursor: 'pointer' };
+                  margin: '0 0 0 14px', cursor: 'pointer' };
 
   function decorateHeader(header) {
     var $header = $(header);
@@ -80,10 +80,6 @@
         .text('Account').css(linkCss);
       var out = $('<button type="button" class="onas-logout" data-role="none"></button>')
         .text('Log out').css(linkCss).bind('click', logout);
-      if (!$('#onas-account-link').length) {
-        account.attr('id', 'onas-account-link');
-        out.attr('id', 'onas-logout-button');
-      }
       $('<div class="onas-bar"></div>').css({
         textAlign: 'right', height: '20px', padding: '3px 12px 0', boxSizing: 'border-box',
         fontSize: '12px', lineHeight: '16px', fontWeight: 'normal', textShadow: 'none'
@@ -91,6 +87,16 @@
     }
     // The header's own buttons are positioned absolutely at its top: move them below the bar.
     $header.children('.ui-btn-left, .ui-btn-right').css('top', 'calc(.4em + 20px)');
+  }
+
+  /** Ids must be unique: they go to the links of the page on show (stable for tests). */
+  function markActive(page) {
+    var bar = $(page).find('.onas-bar').first();
+    if (!bar.length) bar = $('.onas-bar').first();
+    $('#onas-account-link').removeAttr('id');
+    $('#onas-logout-button').removeAttr('id');
+    bar.find('.onas-account').attr('id', 'onas-account-link');
+    bar.find('.onas-logout').attr('id', 'onas-logout-button');
   }
 
   function decorate(root) {
@@ -110,7 +116,15 @@
         notice('Not allowed for your role (' + profile.user.role + ').');
       });
     });
-    $(document).bind('pagebeforecreate pageshow', function (event) { decorate(event.target); });
-    $(function () { decorate(document); });
+    $(document).bind('pagebeforecreate pagecreate pagebeforeshow pageshow', function (event) {
+      decorate(event.target);
+      if (event.type === 'pagebeforeshow') markActive(event.target);
+    });
+    $(function () {
+      decorate(document);
+      if (!$('#onas-account-link').length) {
+        markActive($.mobile && $.mobile.activePage ? $.mobile.activePage : document);
+      }
+    });
   } catch (ignored) { /* never break Orthanc Explorer */ }
 }());

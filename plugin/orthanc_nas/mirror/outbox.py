@@ -1,0 +1,198 @@
+"""The mirror's durable outbox: what the on-stored hook records and the worker drains.
+
+An instance is acknowledged by Orthanc only after ``record_stored`` returned: its bytes are in
+the spool folder (so a later deletion in Orthanc cannot lose them) and its row is committed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..clock import Clock
+from ..db import Database, Row, Transaction
+
+PENDING, DONE, FAILED, CANCELLED = "pending", "done", "failed", "cancelled"
+
+
+@dataclass(frozen=True)
+class Item:
+    instance_id: str
+    gen: int
+    op: str
+    source: str
+    spool: str | None
+    remote_path: str | None
+    attempts: int
+    series_uid: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Item:
+        return cls(row["instance_id"], row["gen"], row["op"], row["source"], row["spool"],
+                   row["remote_path"], row["attempts"], row["series_uid"])
+
+
+class Outbox:
+    def __init__(self, db: Database, spool_dir: Path, clock: Clock) -> None:
+        self._db = db
+        self.spool_dir = spool_dir
+        self._clock = clock
+        spool_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- written by the plugin ------------------------------------------------------------
+
+    def record_stored(self, instance_id: str, data: bytes) -> None:
+        """Spools the instance's bytes, then queues it (again, for a duplicate)."""
+        name = f"{instance_id}.{secrets.token_hex(4)}.dcm"
+        tmp = self.spool_dir / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, self.spool_dir / name)
+        with self._db.transaction() as tx:
+            old = tx.one("SELECT spool, state FROM mirror_queue WHERE instance_id = ?",
+                         (instance_id,))
+            tx.execute(
+                "INSERT INTO mirror_queue (instance_id, state, source, spool, size,"
+                " enqueued_at) VALUES (?, 'pending', 'store', ?, ?, ?)"
+                " ON CONFLICT(instance_id) DO UPDATE SET gen = gen + 1, op = 'put',"
+                " state = 'pending', source = 'store', spool = excluded.spool,"
+                " size = excluded.size, attempts = 0, next_attempt_at = 0, last_error = NULL,"
+                " enqueued_at = excluded.enqueued_at",
+                (instance_id, name, len(data), self._clock.now()))
+        if old is not None and old["spool"] and old["state"] != PENDING:
+            self.remove_spool(old["spool"])
+
+    def record_deleted(self, instance_id: str) -> None:
+        """Orthanc deleted the instance and deletions propagate: remove it from the NAS."""
+        with self._db.transaction() as tx:
+            row = tx.one("SELECT state, op, remote_path FROM mirror_queue WHERE instance_id = ?",
+                         (instance_id,))
+            if row is None:
+                return
+            if row["remote_path"]:
+                tx.execute("UPDATE mirror_queue SET gen = gen + 1, op = 'delete',"
+                           " state = 'pending', attempts = 0, next_attempt_at = 0,"
+                           " last_error = NULL WHERE instance_id = ?", (instance_id,))
+            elif row["state"] in (PENDING, FAILED):  # never reached the NAS: nothing to remove
+                tx.execute("UPDATE mirror_queue SET gen = gen + 1, state = 'cancelled'"
+                           " WHERE instance_id = ?", (instance_id,))
+
+    def enqueue_missing(self, instance_ids: list[str], source: str) -> int:
+        """Queues instances Orthanc holds that the mirror never saw (fetched from Orthanc)."""
+        now = self._clock.now()
+        added = 0
+        with self._db.transaction() as tx:
+            for instance_id in instance_ids:
+                added += tx.execute("INSERT OR IGNORE INTO mirror_queue (instance_id, state,"
+                                    " source, enqueued_at) VALUES (?, 'pending', ?, ?)",
+                                    (instance_id, source, now))
+        return added
+
+    def retry(self, instance_ids: list[str] | None) -> int:
+        with self._db.transaction() as tx:
+            if instance_ids is None:
+                return tx.execute("UPDATE mirror_queue SET state = 'pending', attempts = 0,"
+                                  " next_attempt_at = 0 WHERE state = 'failed'")
+            return sum(tx.execute("UPDATE mirror_queue SET state = 'pending', attempts = 0,"
+                                  " next_attempt_at = 0 WHERE state = 'failed'"
+                                  " AND instance_id = ?", (i,)) for i in instance_ids)
+
+    # ---- used by the worker -----------------------------------------------------------------
+
+    def due(self, limit: int) -> list[Item]:
+        rows = self._db.all("SELECT * FROM mirror_queue WHERE state = 'pending'"
+                            " AND next_attempt_at <= ? ORDER BY enqueued_at LIMIT ?",
+                            (self._clock.now(), limit))
+        return [Item.from_row(r) for r in rows]
+
+    def next_due_in(self) -> float | None:
+        row = self._db.one("SELECT MIN(next_attempt_at) AS t FROM mirror_queue"
+                           " WHERE state = 'pending'")
+        if row is None or row["t"] is None:
+            return None
+        return max(0.0, float(row["t"]) - self._clock.now())
+
+    def describe(self, item: Item, *, patient_id: str, study_uid: str, series_uid: str,
+                 size: int, sha256: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE mirror_queue SET patient_id = ?, study_uid = ?, series_uid = ?,"
+                       " size = ?, sha256 = ? WHERE instance_id = ? AND gen = ?",
+                       (patient_id, study_uid, series_uid, size, sha256, item.instance_id,
+                        item.gen))
+
+    def done(self, item: Item, remote_path: str | None) -> bool:
+        """Marks the item mirrored unless it was queued again meanwhile (then it runs again)."""
+        with self._db.transaction() as tx:
+            changed = tx.execute(
+                "UPDATE mirror_queue SET state = 'done', remote_path = ?, done_at = ?,"
+                " last_error = NULL, spool = NULL WHERE instance_id = ? AND gen = ?",
+                (remote_path, self._clock.now(), item.instance_id, item.gen))
+            current = tx.one("SELECT spool FROM mirror_queue WHERE instance_id = ?",
+                             (item.instance_id,))
+        if item.spool and (current is None or current["spool"] != item.spool):
+            self.remove_spool(item.spool)  # mirrored, or superseded by a newer copy
+        return changed == 1
+
+    def failed(self, item: Item, error: str, *, retry_in: float | None) -> None:
+        """Records a failed attempt; ``retry_in`` None parks the item as failed."""
+        state = FAILED if retry_in is None else PENDING
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE mirror_queue SET state = ?, attempts = attempts + 1,"
+                       " next_attempt_at = ?, last_error = ? WHERE instance_id = ? AND gen = ?",
+                       (state, self._clock.now() + (retry_in or 0), error[:500],
+                        item.instance_id, item.gen))
+
+    def series_open(self, series_uid: str) -> bool:
+        row = self._db.one("SELECT 1 FROM mirror_queue WHERE series_uid = ? AND state IN"
+                           " ('pending', 'failed') LIMIT 1", (series_uid,))
+        return row is not None
+
+    def spool_path(self, name: str) -> Path:
+        return self.spool_dir / name
+
+    def remove_spool(self, name: str) -> None:
+        (self.spool_dir / name).unlink(missing_ok=True)
+
+    def remove_orphan_spool_files(self) -> int:
+        """Spool files no row points to (a crash between spooling and queueing)."""
+        live = {r["spool"] for r in self._db.all("SELECT spool FROM mirror_queue"
+                                                 " WHERE spool IS NOT NULL")}
+        removed = 0
+        for path in self.spool_dir.iterdir():
+            if path.name not in live:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    # ---- read by the API ------------------------------------------------------------------
+
+    def counts(self) -> dict[str, Any]:
+        rows = self._db.all("SELECT state, COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes,"
+                            " MIN(enqueued_at) AS oldest FROM mirror_queue GROUP BY state")
+        by_state = {r["state"]: r for r in rows}
+
+        def n(state: str) -> int:
+            return int(by_state[state]["n"]) if state in by_state else 0
+
+        oldest = by_state[PENDING]["oldest"] if PENDING in by_state else None
+        return {"pending": n(PENDING), "failed": n(FAILED), "mirrored": n(DONE),
+                "mirrored_bytes": int(by_state[DONE]["bytes"]) if DONE in by_state else 0,
+                "oldest_pending_age_seconds": (self._clock.now() - oldest) if oldest else None}
+
+    def items(self, state: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        where = "WHERE state = ?" if state else ""
+        params: tuple[Any, ...] = (state,) if state else ()
+        rows = self._db.all(
+            f"SELECT instance_id, op, state, source, size, remote_path, attempts,"  # noqa: S608
+            f" next_attempt_at, last_error, enqueued_at, done_at FROM mirror_queue {where}"
+            f" ORDER BY enqueued_at DESC LIMIT ? OFFSET ?", (*params, limit, offset))
+        return [dict(r) for r in rows]
+
+    def state_of(self, tx: Transaction | Database, instance_ids: list[str]) -> dict[str, str]:
+        marks = ",".join("?" * len(instance_ids))
+        rows = tx.all(f"SELECT instance_id, state FROM mirror_queue"  # noqa: S608
+                      f" WHERE instance_id IN ({marks})", instance_ids)
+        return {r["instance_id"]: r["state"] for r in rows}

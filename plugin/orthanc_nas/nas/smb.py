@@ -1,0 +1,149 @@
+"""SMB 2/3 storage through smbprotocol (Windows, Synology, QNAP, Samba)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import stat as stat_mode
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import smbclient
+from smbprotocol.exceptions import (
+    AccessDenied,
+    BadNetworkName,
+    LogonFailure,
+    SMBAuthenticationError,
+    SMBConnectionClosed,
+    SMBException,
+    SMBOSError,
+)
+
+from .storage import ConnectionFailed, Entry, Space, StorageError, clean_relative
+
+T = TypeVar("T")
+# Errors that say the NAS as a whole is unusable: the mirror waits instead of burning retries.
+_CONNECTION_ERRORS = (SMBConnectionClosed, SMBAuthenticationError, LogonFailure, BadNetworkName,
+                      ConnectionError, socket.timeout, socket.gaierror, TimeoutError)
+
+
+class SmbStorage:
+    def __init__(self, *, host: str, port: int, share: str, username: str, password: str,
+                 path: str = "", encrypt: bool = False, require_signing: bool = True,
+                 timeout: int = 30) -> None:
+        self._base = f"\\\\{host}\\{share}"
+        root = str(clean_relative(path)) if path.strip("/\\") else ""
+        self._root = root.replace("/", "\\")
+        self._session: dict[str, Any] = {
+            "username": username, "password": password, "port": port, "encrypt": encrypt,
+            "require_signing": require_signing, "connection_timeout": timeout,
+            "connection_cache": {}}
+        self._host = host
+        self._known_dirs: set[str] = set()
+
+    def _unc(self, path: str) -> str:
+        rel = str(clean_relative(path)).replace("/", "\\") if path.strip("/\\") else ""
+        return "\\".join(p for p in (self._base, self._root, rel) if p)
+
+    def _call(self, step: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs, **self._session)
+        except _CONNECTION_ERRORS as exc:
+            self._reset()
+            raise ConnectionFailed(step, _describe(exc)) from exc
+        except (SMBOSError, SMBException, OSError, ValueError) as exc:
+            if isinstance(getattr(exc, "__cause__", None), _CONNECTION_ERRORS):
+                self._reset()
+                raise ConnectionFailed(step, _describe(exc)) from exc
+            raise StorageError(step, _describe(exc)) from exc
+
+    def _reset(self) -> None:
+        self._known_dirs.clear()
+        cache = self._session["connection_cache"]
+        with contextlib.suppress(Exception):  # already broken: nothing more to do
+            smbclient.reset_connection_cache(fail_on_error=False, connection_cache=cache)
+        self._session["connection_cache"] = {}
+
+    def connect(self) -> None:
+        try:
+            smbclient.register_session(self._host, **self._session)
+        except Exception as exc:
+            self._reset()
+            raise ConnectionFailed("connect", _describe(exc)) from exc
+        if self._root:
+            self._call("open folder", smbclient.makedirs, self._unc(""), exist_ok=True)
+        else:
+            self._call("open share", smbclient.stat, self._unc(""))
+
+    def _makedirs(self, folder: str) -> None:
+        if folder and folder not in self._known_dirs:
+            self._call("create folder", smbclient.makedirs, self._unc(folder), exist_ok=True)
+            self._known_dirs.add(folder)
+
+    def write(self, path: str, data: bytes) -> None:
+        folder = str(clean_relative(path).parent)
+        self._makedirs("" if folder == "." else folder)
+
+        def put(unc: str, **session: Any) -> None:
+            with smbclient.open_file(unc, mode="wb", **session) as f:
+                f.write(data)
+                f.flush()
+
+        self._call("write", put, self._unc(path))
+
+    def read(self, path: str) -> bytes:
+        def get(unc: str, **session: Any) -> bytes:
+            with smbclient.open_file(unc, mode="rb", **session) as f:
+                return bytes(f.read())
+
+        return self._call("read", get, self._unc(path))
+
+    def replace(self, source: str, target: str) -> None:
+        self._call("rename", smbclient.replace, self._unc(source), self._unc(target))
+
+    def delete(self, path: str) -> None:
+        try:
+            self._call("delete", smbclient.remove, self._unc(path))
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, SMBOSError) or exc.__cause__.errno != 2:
+                raise
+
+    def stat(self, path: str) -> Entry | None:
+        try:
+            st = self._call("stat", smbclient.stat, self._unc(path))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, SMBOSError) and exc.__cause__.errno == 2:
+                return None
+            raise
+        name = clean_relative(path).name
+        return Entry(name, stat_mode.S_ISDIR(st.st_mode), st.st_size, st.st_mtime)
+
+    def list(self, path: str) -> list[Entry]:
+        def scan(unc: str, **session: Any) -> list[Entry]:
+            out = []
+            for e in smbclient.scandir(unc, **session):
+                st = e.stat()
+                out.append(Entry(e.name, e.is_dir(), st.st_size, st.st_mtime))
+            return sorted(out, key=lambda e: e.name)
+
+        return self._call("list", scan, self._unc(path))
+
+    def space(self) -> Space:
+        result = self._call("free space", smbclient.stat_volume, self._unc(""))
+        return Space(int(result.total_size), int(result.caller_available_size))
+
+    def close(self) -> None:
+        self._reset()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, AccessDenied) or "STATUS_ACCESS_DENIED" in str(exc):
+        return "access denied (read-only share or missing rights)"
+    if isinstance(exc, LogonFailure | SMBAuthenticationError) or "LOGON_FAILURE" in str(exc):
+        return "logon failure (wrong user name or password)"
+    if isinstance(exc, BadNetworkName) or "BAD_NETWORK_NAME" in str(exc):
+        return "no such share"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (NAS down or wrong port)"
+    text = str(exc).replace("\n", " ")
+    return f"{type(exc).__name__}: {text[:300]}"

@@ -1,0 +1,133 @@
+"""One small file-storage interface for the NAS, with a local-folder implementation.
+
+Paths are relative, ``/``-separated, and always resolved inside the configured root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+
+class StorageError(OSError):
+    """A storage operation failed; ``step`` names what was being done."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+
+
+class ConnectionFailed(StorageError):
+    """The NAS cannot be reached or refuses us (down, wrong password, missing share)."""
+
+
+class OutsideRoot(StorageError):
+    """A path tried to leave the share root."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_dir: bool
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Space:
+    total: int
+    free: int
+
+
+class Storage(Protocol):
+    """What the mirror needs from a NAS."""
+
+    def connect(self) -> None:
+        """Opens (or checks) the connection; raises ConnectionFailed."""
+
+    def write(self, path: str, data: bytes) -> None:
+        """Creates or truncates ``path`` (parents included), writes and flushes ``data``."""
+
+    def read(self, path: str) -> bytes: ...
+
+    def replace(self, source: str, target: str) -> None:
+        """Renames ``source`` to ``target``, replacing it if present."""
+
+    def delete(self, path: str) -> None: ...
+
+    def stat(self, path: str) -> Entry | None: ...
+
+    def list(self, path: str) -> list[Entry]: ...
+
+    def space(self) -> Space: ...
+
+    def close(self) -> None: ...
+
+
+def clean_relative(path: str) -> PurePosixPath:
+    """``path`` as a relative path without ``..``; raises OutsideRoot otherwise."""
+    rel = PurePosixPath("/" + path.replace("\\", "/").strip("/")).relative_to("/")
+    if any(part in ("..", ".") for part in rel.parts) or "\x00" in path:
+        raise OutsideRoot("path", f"{path!r} leaves the share root")
+    return rel
+
+
+class LocalStorage:
+    """A folder: a mounted share, or the development fallback."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def _abs(self, path: str) -> Path:
+        full = self.root / clean_relative(path)
+        real_root = os.path.realpath(self.root)
+        if os.path.commonpath([real_root, os.path.realpath(full)]) != real_root:
+            raise OutsideRoot("path", f"{path!r} resolves outside the root")
+        return full
+
+    def connect(self) -> None:
+        if not self.root.is_dir():
+            raise ConnectionFailed("connect", f"folder {self.root} does not exist")
+
+    def write(self, path: str, data: bytes) -> None:
+        full = self._abs(path)
+        full.parent.mkdir(parents=True, exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self, path: str) -> bytes:
+        return self._abs(path).read_bytes()
+
+    def replace(self, source: str, target: str) -> None:
+        os.replace(self._abs(source), self._abs(target))
+
+    def delete(self, path: str) -> None:
+        self._abs(path).unlink(missing_ok=True)
+
+    def stat(self, path: str) -> Entry | None:
+        full = self._abs(path)
+        try:
+            st = full.stat()
+        except FileNotFoundError:
+            return None
+        return Entry(full.name, full.is_dir(), st.st_size, st.st_mtime)
+
+    def list(self, path: str) -> list[Entry]:
+        full = self._abs(path)
+        out = []
+        for child in sorted(full.iterdir()):
+            st = child.stat()
+            out.append(Entry(child.name, child.is_dir(), st.st_size, st.st_mtime))
+        return out
+
+    def space(self) -> Space:
+        usage = shutil.disk_usage(self.root)
+        return Space(usage.total, usage.free)
+
+    def close(self) -> None:
+        pass

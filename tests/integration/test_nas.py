@@ -1,0 +1,270 @@
+"""Mirroring to a real Samba share: C-STORE and upload, outages, kill -9, bad settings,
+hostile values, reconciliation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FAST
+from dicom_factory import ct_instance, write_series
+from harness import Account, Client, OrthancServer, admin_account, deep_merge, storescu, \
+    wait_until
+from samba import SambaServer
+
+DRAIN_TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
+    server = SambaServer(tmp_path_factory.mktemp("samba")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def nas_orthanc(samba: SambaServer, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[OrthancServer, Client]]:
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc-nas"),
+                           deep_merge(FAST, {"OrthancNAS": {"nas": samba.nas_config()}}))
+    server.start()
+    admin = server.client()
+    account = admin_account()
+    admin.onboard(account, "Blue-Harbor-PIN-2024!")
+    yield server, admin
+    server.stop()
+
+
+def status(admin: Client) -> dict[str, Any]:
+    r = admin.get("/api/nas/status")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def drained(admin: Client) -> bool:
+    s = status(admin)
+    return s["pending"] == 0 and s["failed"] == 0
+
+
+def instance_path(share: Path, admin: Client, instance_id: str) -> Path:
+    tags = admin.get(f"/instances/{instance_id}/simplified-tags").json()
+    return (share / tags["PatientID"] / tags["StudyInstanceUID"] / tags["SeriesInstanceUID"]
+            / f"{tags['SOPInstanceUID']}.dcm")
+
+
+def assert_mirrored(share: Path, admin: Client, instance_ids: list[str]) -> None:
+    """Each instance is on the share at its templated path, byte-identical to Orthanc's copy."""
+    for instance_id in instance_ids:
+        path = instance_path(share, admin, instance_id)
+        assert path.read_bytes() == admin.get(f"/instances/{instance_id}/file").content
+    leftovers = [p for p in share.rglob("*.part")]
+    assert leftovers == []
+
+
+def patient_instances(admin: Client, patient_id: str) -> list[str]:
+    found = admin.post("/tools/find", {"Level": "Instance", "Query": {"PatientID": patient_id}})
+    ids: list[str] = found.json()
+    return ids
+
+
+def send(server: OrthancServer, folder: Path, count: int, patient_id: str) -> None:
+    files = write_series(folder, count, patient_id=patient_id)
+    result = storescu(server, files)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cstore_and_upload_are_mirrored_byte_identical(
+        nas_orthanc: tuple[OrthancServer, Client], samba: SambaServer, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    send(server, tmp_path / "a", 5, "NAS-CSTORE")
+    upload = write_series(tmp_path / "b", 1, patient_id="NAS-UPLOAD")[0]
+    uploaded = admin.post("/instances", data=upload.read_bytes()).json()["ID"]
+    wait_until(lambda: drained(admin) and status(admin)["mirrored"] >= 6, DRAIN_TIMEOUT,
+               "the mirror to drain")
+    ids = patient_instances(admin, "NAS-CSTORE")
+    assert len(ids) == 5
+    assert_mirrored(samba.share_dir, admin, [*ids, uploaded])
+    s = status(admin)
+    assert s["connected"] is True and s["mirrored_bytes"] > 0
+    assert s["free_bytes"] and s["total_bytes"] >= s["free_bytes"]
+    health = server.client().get("/api/health").json()
+    assert health["checks"]["nas"]["connected"] is True
+    audit = admin.get("/api/audit", params={"event": "nas_mirrored", "limit": 1000}).json()
+    series_rows = [i for i in audit["items"] if i["details"]["patient_id"] == "NAS-CSTORE"]
+    assert len(series_rows) == 1 and series_rows[0]["details"]["instances"] == 5
+
+
+def test_duplicates_are_harmless(nas_orthanc: tuple[OrthancServer, Client],
+                                 samba: SambaServer, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    files = write_series(tmp_path, 3, patient_id="NAS-DUP")
+    for _ in range(2):
+        assert storescu(server, files).returncode == 0
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain")
+    ids = patient_instances(admin, "NAS-DUP")
+    assert_mirrored(samba.share_dir, admin, ids)
+    assert len(list((samba.share_dir / "NAS-DUP").rglob("*.dcm"))) == 3
+
+
+def test_an_smb_outage_loses_nothing(nas_orthanc: tuple[OrthancServer, Client],
+                                     samba: SambaServer, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    samba.stop()
+    try:
+        send(server, tmp_path, 200, "NAS-OUTAGE")  # ingest does not wait for the NAS
+        wait_until(lambda: status(admin)["connected"] is False, 60, "the outage to be seen")
+        s = status(admin)
+        assert s["pending"] > 0 and s["last_error"]
+        assert server.client().get("/api/health").json()["failing"] == ["nas"]
+    finally:
+        samba.start()
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain after the outage")
+    ids = patient_instances(admin, "NAS-OUTAGE")
+    assert len(ids) == 200
+    assert_mirrored(samba.share_dir, admin, ids)
+
+
+def test_kill_9_mid_mirror_then_restart(nas_orthanc: tuple[OrthancServer, Client],
+                                        samba: SambaServer, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    send(server, tmp_path, 300, "NAS-KILL")
+    wait_until(lambda: status(admin)["mirrored"] > 0, 60, "mirroring to begin")
+    db = sqlite3.connect(server.data_dir / "orthanc-nas.sqlite")
+    (worker_pid,) = db.execute("SELECT worker_pid FROM nas_state").fetchone()
+    db.close()
+    server.stop(kill=True)
+    os.kill(worker_pid, signal.SIGKILL)  # the worker dies mid-copy too
+    server.start()
+    admin.login(_admin_account(admin))
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain after kill -9")
+    ids = patient_instances(admin, "NAS-KILL")
+    assert len(ids) == 300
+    assert_mirrored(samba.share_dir, admin, ids)
+
+
+def _admin_account(admin: Client) -> Account:
+    account = getattr(admin, "account", None)
+    assert isinstance(account, Account)
+    return account
+
+
+@pytest.fixture(autouse=True)
+def _remember_account(nas_orthanc: tuple[OrthancServer, Client]) -> None:
+    _, admin = nas_orthanc
+    if not hasattr(admin, "account"):
+        account = admin_account()
+        account.pin = "Blue-Harbor-PIN-2024!"
+        admin.account = account  # type: ignore[attr-defined]
+    if admin.get("/api/profile").status_code != 200:
+        admin.login(admin.account)  # type: ignore[attr-defined]
+
+
+def test_probe_names_the_failing_step(nas_orthanc: tuple[OrthancServer, Client],
+                                      samba: SambaServer) -> None:
+    _, admin = nas_orthanc
+    ok = admin.post("/api/nas/test", {}).json()
+    assert ok["ok"] is True and [s["step"] for s in ok["steps"]] == [
+        "connect", "write", "read", "delete", "free space"]
+    wrong = admin.post("/api/nas/test", {"password": "not-the-password"}).json()
+    assert wrong["failed_step"] == "connect" and "logon failure" in wrong["steps"][-1]["error"]
+    missing = admin.post("/api/nas/test", {"share": "nosuchshare"}).json()
+    assert missing["failed_step"] == "connect"
+    readonly = admin.post("/api/nas/test", {"share": "readonly"}).json()
+    assert readonly["failed_step"] == "write" and "access denied" in readonly["steps"][-1]["error"]
+    assert list(samba.readonly_dir.iterdir()) == []
+    assert admin.post("/api/nas/test", {"port": "445"}).json()["field"] == "port"
+
+
+def test_wrong_password_then_fixed(nas_orthanc: tuple[OrthancServer, Client],
+                                   samba: SambaServer, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    good = admin.get("/api/nas/config").json()
+    assert good["config"]["password_set"] is True and "password" not in good["config"]
+    r = admin.post("/api/nas/config", {"password": "not-the-password"})
+    assert r.status_code == 200 and r.json()["sources"]["password"] == "runtime"
+    assert "not-the-password" not in r.text
+    try:
+        send(server, tmp_path, 10, "NAS-PASSWORD")
+        wait_until(lambda: "logon failure" in (status(admin)["last_error"] or ""), 60,
+                   "the logon failure in the status")
+        assert status(admin)["pending"] >= 10 and status(admin)["failed"] == 0
+    finally:
+        admin.post("/api/nas/config", {"reset": True})
+    assert admin.get("/api/nas/config").json()["sources"]["password"] == "orthanc.json"
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain")
+    assert_mirrored(samba.share_dir, admin, patient_instances(admin, "NAS-PASSWORD"))
+    audit = admin.get("/api/audit", params={"event": "nas_config_changed"}).json()["items"]
+    assert audit[0]["details"]["reset"] is True and "not-the-password" not in str(audit)
+
+
+def test_read_only_share_parks_items_then_retry(nas_orthanc: tuple[OrthancServer, Client],
+                                                samba: SambaServer, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    admin.post("/api/nas/config", {"share": "readonly", "max_attempts": 2})
+    try:
+        send(server, tmp_path, 4, "NAS-RO")
+        wait_until(lambda: status(admin)["failed"] >= 4, 90, "the items to be parked")
+        failed = admin.get("/api/nas/queue", params={"state": "failed"}).json()["items"]
+        assert all("access denied" in i["last_error"] for i in failed)
+    finally:
+        admin.post("/api/nas/config", {"reset": True})
+    assert admin.post("/api/nas/retry", {}).json()["requeued"] >= 4
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain after retry")
+    assert_mirrored(samba.share_dir, admin, patient_instances(admin, "NAS-RO"))
+    parked = admin.get("/api/audit", params={"event": "nas_mirror_failed"}).json()
+    assert parked["total"] >= 4
+
+
+HOSTILE = ["../../x", "CON", "..", "a" * 300, "bad\r\nname\x07", "C:\\Windows\\x", "nul.txt"]
+
+
+def test_hostile_patient_ids_stay_inside_the_root(nas_orthanc: tuple[OrthancServer, Client],
+                                                  samba: SambaServer, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    files = []
+    for i, patient_id in enumerate(HOSTILE):
+        ds = ct_instance(patient_id=patient_id, instance_number=i + 1)
+        path = tmp_path / f"{i}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    assert storescu(server, files).returncode == 0
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain")
+    root = samba.share_dir.resolve()
+    everything = list(samba.workdir.rglob("*.dcm"))
+    assert everything and all(root in p.resolve().parents for p in everything)
+    top = {p.name for p in samba.share_dir.iterdir()}
+    assert "_CON" in top and "CON" not in top and ".." not in top
+    assert all(len(name.encode()) <= 255 and "\r" not in name and "\\" not in name
+               for name in top)
+
+
+def test_local_folder_backend_and_backfill(tmp_path: Path) -> None:
+    folder = tmp_path / "mounted-share"
+    folder.mkdir()
+    server = OrthancServer(tmp_path / "o", FAST).start()  # mirroring off at first
+    try:
+        admin = server.client()
+        account = admin_account()
+        admin.onboard(account, "Blue-Harbor-PIN-2024!")
+        send(server, tmp_path / "dcm", 3, "NAS-LOCAL")
+        assert admin.post("/api/nas/backfill", {}).status_code == 409
+        r = admin.post("/api/nas/config", {"enabled": True, "type": "local",
+                                           "path": str(folder)})
+        assert r.status_code == 200
+        wait_until(lambda: drained(admin) and status(admin)["mirrored"] == 3, DRAIN_TIMEOUT,
+                   "the instances stored before mirroring to be reconciled")
+        assert_mirrored(folder, admin, patient_instances(admin, "NAS-LOCAL"))
+        # Deleted in Orthanc: the NAS copy stays by default (the NAS is the archive).
+        victim = patient_instances(admin, "NAS-LOCAL")[0]
+        path = instance_path(folder, admin, victim)
+        assert admin.delete(f"/instances/{victim}").status_code == 200
+        assert admin.post("/api/nas/backfill", {}).status_code == 200
+        assert path.exists()
+    finally:
+        server.stop()
