@@ -31,10 +31,8 @@ def admin_session(orthanc: OrthancServer) -> tuple[Client, Account]:
 
 
 def logged_in(session: tuple[Client, Account]) -> Client:
-    client, account = session
-    if client.get("/api/profile").status_code != 200:  # a test ended the session
-        client.login(account)
-    return client
+    session[0].ensure_logged_in()
+    return session[0]
 
 
 @pytest.fixture

@@ -175,6 +175,7 @@ class Client:
         self.server = server
         self.http = requests.Session()
         self.http.headers["Origin"] = server.url
+        self.account: Account | None = None  # who this client last logged in as
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 30)
@@ -205,11 +206,18 @@ class Client:
         return str(pyotp.TOTP(account.totp_secret).generate_otp(step))
 
     def login(self, account: Account) -> requests.Response:
+        self.account = account
         r = self.post("/api/login", {"username": account.username, "pin": account.pin})
         if r.status_code == 200 and r.json()["status"] == "2fa_required":
             r = self.post("/api/2fa/verify", {"code": self.totp_code(account)})
         assert r.status_code == 200, r.text
         return r
+
+    def ensure_logged_in(self) -> None:
+        """Logs in again when a test (or a restart) ended this client's session."""
+        assert self.account is not None
+        if self.get("/api/profile").status_code != 200:
+            self.login(self.account)
 
     def onboard(self, account: Account, new_pin: str) -> None:
         """First login: change the temporary PIN and, when required, enroll TOTP."""
