@@ -121,6 +121,9 @@
       if (event.type === 'pagebeforeshow') markActive(event.target);
     });
     $(function () {
+      // Orthanc warns of an "insecure setup" because its own Basic auth is off; here every
+      // request passes the plugin's two-factor login instead, so the warning is wrong.
+      $('<style>.warning-insecure{display:none !important}</style>').appendTo('head');
       decorate(document);
       if (!$('#onas-account-link').length) {
         markActive($.mobile && $.mobile.activePage ? $.mobile.activePage : document);

@@ -6,10 +6,7 @@
     'timeout_seconds', 'verify', 'max_attempts', 'retry_base_seconds', 'retry_max_seconds', 'on_delete'];
   const STATE_KIND = { done: 'good', failed: 'bad', pending: 'warn' };
   const PAGE = 50;
-  let config = null;
-  let queueOffset = 0;
-  let statusBusy = false;
-  let browseSeq = 0;
+  let config = null, queueOffset = 0, statusBusy = false, browseSeq = 0;
 
   async function start() {
     let profile;
@@ -25,7 +22,6 @@
   }
 
   // ---- helpers ----------------------------------------------------------------------------
-
   /** Bytes as B, KiB, MiB... ('—' when unknown). */
   function bytes(n) {
     if (n === null || n === undefined || isNaN(Number(n))) return '—';
@@ -43,16 +39,20 @@
   function set(id, text) { $(id).textContent = text === null || text === undefined || text === '' ? '—' : String(text); }
   function badge(text, kind) { return UI.el('span', { className: 'badge ' + (kind || '') }, text); }
   function clear(prefix) { UI.say(prefix + '-error', ''); UI.say(prefix + '-ok', ''); }
-  /** Appends a table row: a td is used as is, another node is wrapped in a cell, anything else is text. */
-  function addRow(body, cells) {
-    const row = body.insertRow();
-    cells.forEach(function (c) {
-      if (!(c instanceof Node)) row.appendChild(UI.cell(c));
-      else row.appendChild(c.tagName === 'TD' ? c : UI.el('td')).appendChild(c);
+  /** Replaces a table's rows; each cell is a td (used as is), another node (wrapped in a td) or text. */
+  function fill(table, rows, empty) {
+    const body = $(table).tBodies[0];
+    body.textContent = '';
+    if (!rows.length) rows = [[UI.el('td', { colspan: String($(table).tHead.rows[0].cells.length), className: 'empty' }, empty)]];
+    return rows.map(function (cells) {
+      const row = body.insertRow();
+      cells.forEach(function (c) {
+        if (!(c instanceof Node)) row.appendChild(UI.cell(c));
+        else row.appendChild(c.tagName === 'TD' ? c : UI.el('td')).appendChild(c);
+      });
+      return row;
     });
-    return row;
   }
-  function emptyRow(body, cols, text) { body.textContent = ''; addRow(body, [UI.el('td', { colspan: cols, className: 'empty' }, text)]); }
   /** Runs fn with the button disabled; an error goes to the alert element (id) or to the function onError. */
   function act(button, onError, fn) {
     return UI.busy(button, async function () {
@@ -66,7 +66,6 @@
   }
 
   // ---- status -----------------------------------------------------------------------------
-
   function spaceBar(total, free) {
     const holder = $('status-space-bar');
     holder.textContent = '';
@@ -84,20 +83,19 @@
     try {
       const s = await api('GET', '/api/nas/status');
       UI.say('nas-status-error', '');
-      set('status-enabled', s.enabled ? 'on' : 'off (nothing is copied)');
-      set('status-type', s.type);
       const c = $('nas-connected');
       c.textContent = s.connected ? 'connected' : s.enabled ? 'not connected' : 'not connected (mirroring off)';
       c.className = 'badge ' + (s.connected ? 'good' : 'bad');
       c.dataset.connected = String(Boolean(s.connected));
-      set('status-last-error', s.last_error ? s.last_error + (s.last_error_at ? ' (' + UI.time(s.last_error_at) + ')' : '') : '');
-      ['pending', 'failed', 'mirrored'].forEach(function (k) { set('nas-' + k, s[k]); });
-      $('status-mirrored-bytes').textContent = '(' + bytes(s.mirrored_bytes) + ')';
-      set('status-oldest', typeof s.oldest_pending_age_seconds === 'number' ? age(s.oldest_pending_age_seconds) : '');
-      set('status-throughput', bytes(s.throughput_bytes_per_second || 0) + '/s');
-      set('status-space', s.total_bytes ? bytes(s.free_bytes) + ' free of ' + bytes(s.total_bytes) : '');
+      const oldest = s.oldest_pending_age_seconds;
+      const text = { 'status-enabled': s.enabled ? 'on' : 'off (nothing is copied)', 'status-type': s.type,
+        'status-last-error': s.last_error ? s.last_error + (s.last_error_at ? ' (' + UI.time(s.last_error_at) + ')' : '') : '',
+        'nas-pending': s.pending, 'nas-failed': s.failed, 'nas-mirrored': s.mirrored,
+        'status-mirrored-bytes': bytes(s.mirrored_bytes), 'status-oldest': typeof oldest === 'number' ? age(oldest) : '',
+        'status-throughput': bytes(s.throughput_bytes_per_second || 0) + '/s', 'status-worker': UI.time(s.worker_updated_at),
+        'status-space': s.total_bytes ? bytes(s.free_bytes) + ' free of ' + bytes(s.total_bytes) : '' };
+      Object.keys(text).forEach(function (id) { set(id, text[id]); });
       spaceBar(s.total_bytes, s.free_bytes);
-      set('status-worker', UI.time(s.worker_updated_at));
     } catch (err) {
       if (err.status === 401) UI.toLogin(); else UI.say('nas-status-error', err.message);  // polled: no scrolling
     } finally { statusBusy = false; }
@@ -114,7 +112,6 @@
   });
 
   // ---- settings ---------------------------------------------------------------------------
-
   function showConfig(answer) {
     config = answer.config;
     KEYS.forEach(function (k) {
@@ -171,8 +168,7 @@
     (answer.steps || [{ step: 'start', ok: false, error: answer.error || 'no answer' }]).forEach(function (s) {
       const item = list.appendChild(UI.el('li', { 'data-step': s.step, 'data-ok': String(Boolean(s.ok)) }));
       item.appendChild(badge(s.ok ? '✓' : '✗', s.ok ? 'good' : 'bad'));
-      const r = s.result;
-      const extra = r && r.total ? ' (' + bytes(r.free) + ' free of ' + bytes(r.total) + ')' : '';
+      const extra = s.result && s.result.total ? ' (' + bytes(s.result.free) + ' free of ' + bytes(s.result.total) + ')' : '';
       item.appendChild(document.createTextNode(' ' + s.step + (s.ok ? extra : ': ' + (s.error || 'failed'))));
     });
     list.hidden = false;
@@ -214,17 +210,15 @@
   });
 
   // ---- queue ------------------------------------------------------------------------------
-
-  function queueRow(body, it) {
+  function queueCells(it) {
     const id = UI.el('td', { className: 'mono small' }, it.instance_id);
     if (it.remote_path) id.appendChild(UI.el('div', { className: 'muted' }, it.remote_path));
     const next = it.next_attempt_at * 1000 > Date.now() ? UI.time(it.next_attempt_at) : 'now';
     const retry = it.state !== 'failed' ? '' : UI.el('button', { type: 'button', className: 'sm secondary',
       'data-retry': it.instance_id, 'aria-label': 'Retry ' + it.instance_id }, 'Retry');
-    addRow(body, [id, it.op + (it.source ? ' (' + it.source + ')' : ''), badge(it.state, STATE_KIND[it.state]),
-      bytes(it.size), it.attempts, UI.time(it.enqueued_at),
-      it.state === 'done' ? UI.time(it.done_at) : it.state === 'pending' ? next : '—',
-      UI.el('td', { className: 'details small' }, it.last_error || '—'), retry]).dataset.instanceId = it.instance_id;
+    return [id, it.op + (it.source ? ' (' + it.source + ')' : ''), badge(it.state, STATE_KIND[it.state]), bytes(it.size),
+      it.attempts, UI.time(it.enqueued_at), it.state === 'done' ? UI.time(it.done_at) : it.state === 'pending' ? next : '—',
+      UI.el('td', { className: 'details small' }, it.last_error || '—'), retry];
   }
 
   async function loadQueue() {
@@ -236,10 +230,8 @@
     UI.say('queue-error', '');
     const items = answer.items || [];
     if (!items.length && queueOffset > 0) { queueOffset = 0; loadQueue(); return; }  // the page emptied (retried)
-    const body = $('queue-table').tBodies[0];
-    emptyRow(body, '9', items.length ? '' : 'No items.');
-    if (items.length) body.textContent = '';
-    items.forEach(function (it) { queueRow(body, it); });
+    const rows = fill('queue-table', items.map(queueCells), 'No items.');
+    items.forEach(function (it, i) { rows[i].dataset.instanceId = it.instance_id; });
     const total = { failed: answer.failed, pending: answer.pending, done: answer.mirrored }[state];
     const known = typeof total === 'number';
     $('queue-info').textContent = items.length
@@ -266,15 +258,14 @@
   $('queue-next').addEventListener('click', function () { queueOffset += PAGE; loadQueue(); });
 
   // ---- share browser ----------------------------------------------------------------------
-
   function safeName(name) { return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' && !/[/\\]/.test(name); }
   function folderButton(label, path) { return UI.el('button', { type: 'button', className: 'link', 'data-path': path }, label); }
 
   function showCrumbs(path) {
     const nav = $('browse-path');
+    const parts = path ? path.split('/') : [];
     nav.textContent = '';
     nav.dataset.path = path;
-    const parts = path ? path.split('/') : [];
     ['Share root'].concat(parts).forEach(function (label, i) {
       if (i) nav.appendChild(UI.el('span', { className: 'muted', 'aria-hidden': 'true' }, '/'));
       nav.appendChild(i === parts.length ? UI.el('strong', { 'aria-current': 'location' }, label)
@@ -285,25 +276,22 @@
   async function browse(path) {
     if (path && !path.split('/').every(safeName)) return;  // never send "..", "." or empty parts
     const seq = ++browseSeq;
-    const body = $('browse-table').tBodies[0];
     showCrumbs(path);
     UI.say('browse-error', '');
-    emptyRow(body, '3', 'Loading…');
+    fill('browse-table', [], 'Loading…');
     let answer;
     try { answer = await api('GET', '/api/nas/browse?' + new URLSearchParams({ path: path }).toString()); } catch (err) {
-      if (seq === browseSeq) { emptyRow(body, '3', 'Cannot list this folder.'); UI.fail('browse-error', err); }
+      if (seq === browseSeq) { fill('browse-table', [], 'Cannot list this folder.'); UI.fail('browse-error', err); }
       return;
     }
     if (seq !== browseSeq) return;  // a later click won
     const entries = (answer.entries || []).filter(function (e) { return e.name !== '.' && e.name !== '..'; });
     entries.sort(function (a, b) { return (b.is_dir - a.is_dir) || String(a.name).localeCompare(String(b.name)); });
-    emptyRow(body, '3', 'Empty folder.');
-    if (entries.length) body.textContent = '';
-    entries.forEach(function (e) {
+    fill('browse-table', entries.map(function (e) {
       const name = e.is_dir && safeName(e.name) ? folderButton(e.name + '/', path ? path + '/' + e.name : e.name)
         : e.name + (e.is_dir ? '/' : '');
-      addRow(body, [name, e.is_dir ? '' : bytes(e.size), UI.time(e.mtime)]);
-    });
+      return [name, e.is_dir ? '' : bytes(e.size), UI.time(e.mtime)];
+    }), 'Empty folder.');
   }
 
   function descend(event) {
