@@ -270,3 +270,16 @@ def documented_keys(schema: Schema = SCHEMA, prefix: str = "") -> dict[str, Fiel
         else:
             out.update(documented_keys(spec, name + "."))
     return out
+
+
+def reference_table() -> str:
+    """The README's configuration reference, generated from ``SCHEMA``."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for key, spec in documented_keys().items():
+        default = "the shipped policy" if key == "access_policy" else json.dumps(spec.default)
+        rows.append(f"| `{SECTION}.{key}` | `{default}` | {spec.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(reference_table())

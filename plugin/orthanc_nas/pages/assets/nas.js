@@ -48,7 +48,8 @@
       const row = body.insertRow();
       cells.forEach(function (c) {
         if (!(c instanceof Node)) row.appendChild(UI.cell(c));
-        else row.appendChild(c.tagName === 'TD' ? c : UI.el('td')).appendChild(c);
+        else if (c.tagName === 'TD') row.appendChild(c);
+        else row.appendChild(UI.el('td')).appendChild(c);
       });
       return row;
     });
@@ -76,7 +77,6 @@
     bar.appendChild(svg('rect', { width: '100', height: '10', rx: '2', fill: 'currentColor', 'fill-opacity': '0.2' }));
     bar.appendChild(svg('rect', { width: String(used * 100), height: '10', rx: '2', fill: used > 0.9 ? '#b3261e' : '#1d64d8' }));
   }
-
   async function loadStatus() {
     if (statusBusy) return;
     statusBusy = true;
@@ -91,7 +91,7 @@
       const text = { 'status-enabled': s.enabled ? 'on' : 'off (nothing is copied)', 'status-type': s.type,
         'status-last-error': s.last_error ? s.last_error + (s.last_error_at ? ' (' + UI.time(s.last_error_at) + ')' : '') : '',
         'nas-pending': s.pending, 'nas-failed': s.failed, 'nas-mirrored': s.mirrored,
-        'status-mirrored-bytes': bytes(s.mirrored_bytes), 'status-oldest': typeof oldest === 'number' ? age(oldest) : '',
+        'status-mirrored-bytes': '(' + bytes(s.mirrored_bytes) + ')', 'status-oldest': typeof oldest === 'number' ? age(oldest) : '',
         'status-throughput': bytes(s.throughput_bytes_per_second || 0) + '/s', 'status-worker': UI.time(s.worker_updated_at),
         'status-space': s.total_bytes ? bytes(s.free_bytes) + ' free of ' + bytes(s.total_bytes) : '' };
       Object.keys(text).forEach(function (id) { set(id, text[id]); });
@@ -100,7 +100,6 @@
       if (err.status === 401) UI.toLogin(); else UI.say('nas-status-error', err.message);  // polled: no scrolling
     } finally { statusBusy = false; }
   }
-
   $('nas-backfill').addEventListener('click', function () {
     clear('nas-status');
     if (!window.confirm('Queue every instance Orthanc holds that is not yet on the NAS? The copies run in the ' +
@@ -132,7 +131,6 @@
   async function loadConfig() {
     try { showConfig(await api('GET', '/api/nas/config')); } catch (err) { UI.fail('nas-error', err); }
   }
-
   /** The form's values that differ from the loaded settings (the password only when typed). */
   function changes() {
     const out = {};
@@ -145,7 +143,6 @@
     if ($('nas-password').value) out.password = $('nas-password').value;
     return out;
   }
-
   function clearForm() {
     clear('nas');
     document.querySelectorAll('#nas-form .alert').forEach(function (n) { n.classList.remove('alert'); });
@@ -162,7 +159,6 @@
     (input.closest('.field') || input.closest('label') || input).classList.add('alert');
     input.focus();
   }
-
   function showSteps(answer) {
     const list = $('nas-test-result');
     (answer.steps || [{ step: 'start', ok: false, error: answer.error || 'no answer' }]).forEach(function (s) {
@@ -175,7 +171,6 @@
     UI.say('nas-ok', answer.ok ? 'Test passed: these settings work (they are not saved yet).' : '');
     if (!answer.ok) UI.fail('nas-error', 'Test failed' + (answer.failed_step ? ' at step "' + answer.failed_step + '"' : '') + '.');
   }
-
   $('nas-test').addEventListener('click', function () {
     if (!config) { loadConfig(); return; }
     clearForm();
@@ -185,7 +180,6 @@
     UI.say('nas-ok', 'Testing… this can take up to a minute.');
     act($('nas-test'), formError, async function () { showSteps(await api('POST', '/api/nas/test', body)); });
   });
-
   function saveConfig(button, body, done) {
     act(button, formError, async function () {
       showConfig(await api('POST', '/api/nas/config', body));
@@ -220,7 +214,6 @@
       it.attempts, UI.time(it.enqueued_at), it.state === 'done' ? UI.time(it.done_at) : it.state === 'pending' ? next : '—',
       UI.el('td', { className: 'details small' }, it.last_error || '—'), retry];
   }
-
   async function loadQueue() {
     const state = $('queue-state').value;
     const query = new URLSearchParams({ limit: String(PAGE), offset: String(queueOffset) });
@@ -239,7 +232,6 @@
     $('queue-prev').disabled = queueOffset === 0;
     $('queue-next').disabled = items.length < PAGE || (known && queueOffset + items.length >= total);
   }
-
   function retry(button, body) {
     clear('queue');
     act(button, 'queue-error', async function () {
@@ -260,7 +252,6 @@
   // ---- share browser ----------------------------------------------------------------------
   function safeName(name) { return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' && !/[/\\]/.test(name); }
   function folderButton(label, path) { return UI.el('button', { type: 'button', className: 'link', 'data-path': path }, label); }
-
   function showCrumbs(path) {
     const nav = $('browse-path');
     const parts = path ? path.split('/') : [];
@@ -272,7 +263,6 @@
         : folderButton(label, parts.slice(0, i).join('/')));
     });
   }
-
   async function browse(path) {
     if (path && !path.split('/').every(safeName)) return;  // never send "..", "." or empty parts
     const seq = ++browseSeq;
@@ -293,7 +283,6 @@
       return [name, e.is_dir ? '' : bytes(e.size), UI.time(e.mtime)];
     }), 'Empty folder.');
   }
-
   function descend(event) {
     const target = event.target.closest('button[data-path]');
     if (target) browse(target.dataset.path);
