@@ -7,14 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dicom_factory import write_series
-from harness import Client, OrthancServer, make_user
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
+
+from dicom_factory import write_series
+from harness import Client, OrthancServer, make_user
 
 TIMEOUT = 30
 
