@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import browser  # noqa: F401 (a fixture)
 from harness import Account, Client, OrthancServer, admin_account
 
 # Cheap bcrypt for the shared server; the timing test starts its own at a real cost.

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orthanc
 
 from .app import ROUTE_PATTERNS, App, OrthancApi, create_app
 from .web import Request, Response
 
+_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
 _METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}  # OrthancPluginHttpMethod
 _app: App | None = None
 # What the filter last saw on each OS thread (see _client_ip); threading.local() does not
@@ -99,9 +102,14 @@ def _answer(output: Any, response: Response) -> None:
     _send_status(output, response.status, response.body)
 
 
+def _query(raw: dict[str, str] | None) -> dict[str, str]:
+    """GET arguments, URL-decoded: plugin 4.0 passes them as they came (``..%2F..``)."""
+    return {k: unquote_plus(v) if _ENCODED.search(v) else v for k, v in (raw or {}).items()}
+
+
 def _rest(output: Any, uri: str, **request: Any) -> None:
     method = str(request.get("method", ""))
-    req = Request(method, uri, request.get("headers") or {}, request.get("get") or {},
+    req = Request(method, uri, request.get("headers") or {}, _query(request.get("get")),
                   request.get("body") or b"", _client_ip(uri, method))
     assert _app is not None
     _answer(output, _app.handle(req))

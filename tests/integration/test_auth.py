@@ -25,8 +25,11 @@ def test_nothing_of_orthanc_is_reachable_without_login(orthanc: OrthancServer) -
     anonymous = orthanc.client()
     for path in ("/patients", "/studies", "/system", "/statistics", "/instances",
                  "/tools/execute-script", "/dicom-web/studies", "/api/profile", "/api/audit",
-                 "/ui/admin", "/modalities", "/jobs", "/made-up"):
+                 "/api/nas/status", "/modalities", "/jobs", "/made-up"):
         assert anonymous.get(path).status_code == 403, path
+    for page in ("account", "admin", "nas"):  # page shells send visitors to the login page
+        r = anonymous.get(f"/ui/{page}")
+        assert r.status_code == 302 and r.headers["Location"] == f"/ui/login?next=/ui/{page}"
     assert anonymous.post("/tools/find", {"Level": "Study", "Query": {}}).status_code == 403
     assert anonymous.delete("/patients/x").status_code == 403
 

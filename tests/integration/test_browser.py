@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
 
+from browser import browser_login, wait
 from dicom_factory import write_series
 from harness import Client, OrthancServer, make_user
-
-TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    yield driver
-    driver.quit()
-
-
-def wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, TIMEOUT)
 
 
 def test_login_with_totp_lands_in_orthanc_explorer_then_logout(
@@ -47,15 +21,7 @@ def test_login_with_totp_lands_in_orthanc_explorer_then_logout(
     _, account = make_user(admin, "browser-user", "user")
     client = orthanc.client()  # only to compute TOTP codes the server has not seen
 
-    browser.delete_all_cookies()
-    browser.get(orthanc.url + "/")
-    wait(browser).until(ec.url_contains("/ui/login"))
-    browser.find_element(By.ID, "username").send_keys(account.username)
-    browser.find_element(By.ID, "pin").send_keys(account.pin)
-    browser.find_element(By.ID, "login-submit").click()
-    code = wait(browser).until(ec.visibility_of_element_located((By.ID, "code")))
-    code.send_keys(client.totp_code(account))
-    browser.find_element(By.ID, "code-submit").click()
+    browser_login(browser, orthanc.url + "/", client, account)
     wait(browser).until(ec.url_contains("/app/explorer.html"))
 
     browser.get(orthanc.url + "/app/explorer.html#find-patients")

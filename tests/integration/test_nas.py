@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
 
+from browser import browser_login, wait
 from conftest import FAST
 from dicom_factory import ct_instance, write_series
 from harness import Client, OrthancServer, admin_account, deep_merge, storescu, wait_until
@@ -256,3 +260,25 @@ def test_local_folder_backend_and_backfill(tmp_path: Path) -> None:
         assert path.exists()
     finally:
         server.stop()
+
+
+def test_nas_admin_page_shows_status_queue_and_share(
+        nas_orthanc: tuple[OrthancServer, Client], browser: WebDriver, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    send(server, tmp_path, 2, "NAS-PAGE")
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain")
+    expected = status(admin)["mirrored"]
+    listing = admin.get("/api/nas/browse", params={"path": "NAS-PAGE"}).json()
+    assert listing["ok"] and [e["is_dir"] for e in listing["entries"]] == [True]
+    outside = admin.get("/api/nas/browse", params={"path": "../.."})
+    assert outside.status_code == 400 and outside.json()["field"] == "path"
+    assert admin.account is not None
+    browser_login(browser, server.url + "/ui/nas", server.client(), admin.account)
+    wait(browser).until(ec.url_contains("/ui/nas"))
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "browse-table"), "NAS-PAGE"))
+    badge = browser.find_element(By.ID, "nas-connected")
+    assert badge.get_attribute("data-connected") == "true"
+    mirrored = int(browser.find_element(By.ID, "nas-mirrored").text.replace(",", ""))
+    assert mirrored == expected
+    browser.find_element(By.CSS_SELECTOR, 'button[data-path="NAS-PAGE"]').click()
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "browse-path"), "NAS-PAGE"))

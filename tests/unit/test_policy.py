@@ -145,7 +145,7 @@ PUBLIC_CASES: list[tuple[str, str, bool]] = [
     ("POST", "/api/login", True),
     ("GET", "/api/login", False),
     ("GET", "/ui/login", True),
-    ("GET", "/ui/account", False),
+    ("GET", "/ui/account", True),  # the shell; its handler checks the session
     ("GET", "/ui/assets/app.css", True),
     ("GET", "/ui/assets/../x", False),
     ("GET", "/ui/assets/sub/app.css", False),

@@ -14,7 +14,9 @@ PUBLIC: tuple[tuple[str, str], ...] = (
     ("GET", r"/"),  # redirects to the login page, the account page or Orthanc Explorer
     ("GET", r"/api/health"),
     ("POST", r"/api/login"),
-    ("GET", r"/ui/login"),
+    # Page shells (no data): their handler sends visitors without a session to the login page
+    # and refuses the admin pages to others; the data comes from the API, which is guarded.
+    ("GET", r"/ui/(login|account|admin|nas)"),
     ("GET", r"/ui/assets/[A-Za-z0-9_.-]+"),
     ("GET", r"/app/(explorer\.html|explorer\.js|explorer\.css|favicon\.ico"
             r"|images/[A-Za-z0-9_./-]+|libs/[A-Za-z0-9_./-]+|[a-z-]+\.(js|css|png|gif|svg|ico))"),

@@ -122,8 +122,9 @@ class SmbStorage:
         def scan(unc: str, **session: Any) -> list[Entry]:
             out = []
             for e in smbclient.scandir(unc, **session):
-                st = e.stat()
-                out.append(Entry(e.name, e.is_dir(), st.st_size, st.st_mtime))
+                info = e.smb_info  # from the listing itself: DirEntry.stat() would reconnect
+                out.append(Entry(e.name, e.is_dir(), int(info.end_of_file),
+                                 info.last_write_time.timestamp()))
             return sorted(out, key=lambda e: e.name)
 
         return self._call("list", scan, self._unc(path))

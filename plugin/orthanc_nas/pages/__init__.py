@@ -48,7 +48,7 @@ class Pages:
             if who is not None:
                 principal = app.backend.authenticate(request)
                 if principal is None:
-                    return redirect("/ui/login")
+                    return redirect(f"/ui/login?next=/ui/{name}")
                 if who == "admin" and principal.user.role != "admin":
                     raise ApiError(403, "admin role required")
             return Response(200, self.file(f"{name}.html"), HTML_TYPE)
