@@ -12,7 +12,8 @@ from harness import Account, Client, OrthancServer, admin_account
 
 # Cheap bcrypt for the shared server; the timing test starts its own at a real cost.
 FAST = {"OrthancNAS": {"auth": {"bcrypt_cost": 4, "ip_max_failures": 100000}},
-        "DicomModalities": {"storescu": ["STORESCU", "127.0.0.1", 11112]}}
+        "DicomModalities": {"storescu": ["STORESCU", "127.0.0.1", 11112],
+                            "unmapped": ["UNMAPPED", "127.0.0.1", 11113]}}
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 import orthanc
 
 from .app import ROUTE_PATTERNS, App, OrthancApi, create_app
+from .images.catalog import OrthancError
 from .web import Request, Response
 
 _ENCODED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
@@ -29,14 +30,26 @@ _last_filtered: dict[int, tuple[str, str, str]] = {}
 class _Orthanc(OrthancApi):
     """Orthanc's own REST API, called in-process (never from the filter or OnStored)."""
 
+    def get_bytes(self, uri: str) -> bytes:
+        try:
+            return bytes(orthanc.RestApiGet(uri))
+        except Exception as exc:  # the SDK raises one exception type for every refusal
+            raise OrthancError(str(exc)) from exc
+
     def get(self, uri: str) -> Any:
-        return json.loads(orthanc.RestApiGet(uri))
+        return json.loads(self.get_bytes(uri))
 
     def post(self, uri: str, body: bytes) -> Any:
-        return json.loads(orthanc.RestApiPost(uri, body))
+        try:
+            return json.loads(orthanc.RestApiPost(uri, body))
+        except Exception as exc:
+            raise OrthancError(str(exc)) from exc
 
     def delete(self, uri: str) -> None:
-        orthanc.RestApiDelete(uri)
+        try:
+            orthanc.RestApiDelete(uri)
+        except Exception as exc:
+            raise OrthancError(str(exc)) from exc
 
 
 class _Log:
@@ -92,14 +105,13 @@ def _answer(output: Any, response: Response) -> None:
         output.AnswerBuffer(response.body, response.content_type)
         return
     output.SetHttpHeader("Content-Type", response.content_type)
-    if response.status == 429:
+    status = response.status
+    if status == 429:
+        # Orthanc 1.10.1 has no 429 in its enumeration, and a refused status breaks the
+        # answer: throttling is "503 Service Unavailable" with Retry-After everywhere.
         output.SetHttpHeader("Retry-After", "60")
-        try:
-            _send_status(output, 429, response.body)
-        except Exception:  # Orthanc 1.10.1 has no 429 in its enumeration
-            _send_status(output, 503, response.body)
-        return
-    _send_status(output, response.status, response.body)
+        status = 503
+    _send_status(output, status, response.body)
 
 
 def _query(raw: dict[str, str] | None) -> dict[str, str]:
@@ -119,7 +131,8 @@ def _on_stored(dicom: Any, instance_id: str) -> None:
     """Runs in the ingest path: only records the instance in the durable outbox."""
     try:
         if _app is not None:
-            _app.on_stored(instance_id, dicom.GetInstanceData())
+            _app.on_stored(instance_id, dicom.GetInstanceData(), dicom.GetInstanceRemoteAet(),
+                           lambda: json.loads(dicom.GetInstanceSimplifiedJson()))
     except Exception as exc:
         orthanc.LogError(f"OrthancNAS: could not queue instance {instance_id} for the NAS "
                          f"({type(exc).__name__}: {exc}); it will be found at reconciliation")

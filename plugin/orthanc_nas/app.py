@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -26,6 +27,9 @@ from .auth.users import Users
 from .clock import Clock, OffsetClock, SystemClock
 from .db import Database, open_database
 from .health import run_checks
+from .images.catalog import Catalog, orthanc_study_id
+from .images.dashboard import Dashboard
+from .images.shares import Shares
 from .mirror.outbox import Outbox
 from .mirror.service import MirrorService
 from .pages import Pages
@@ -41,16 +45,19 @@ from .web import (
 )
 
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
-ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)")
+ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", "/instances")
 
 ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
 TEST_CLOCK_ENV = "ORTHANC_NAS_TEST_CLOCK_FILE"
 
 
 class OrthancApi(Protocol):
-    """Orthanc's own REST API as the plugin uses it (in-process, bypassing the filter)."""
+    """Orthanc's own REST API as the plugin uses it (in-process, bypassing the filter).
+    Every refusal raises ``OrthancError``."""
 
     def get(self, uri: str) -> Any: ...
+
+    def get_bytes(self, uri: str) -> bytes: ...
 
     def post(self, uri: str, body: bytes) -> Any: ...
 
@@ -99,11 +106,21 @@ class App:
         self.mirror = MirrorService(cfg, db, self.settings, keys,
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
                                     python or [sys.executable], env or {})
+        self.catalog = Catalog(db, orthanc, clock,
+                               lambda ids: self.mirror.outbox.state_of(db, ids))
+        shares = cfg.section("shares")
+        self.shares = Shares(db, keys, clock, self.audit, self.auth.hasher,
+                             pin_max_attempts=shares["pin_max_attempts"],
+                             view_seconds=shares["view_minutes"] * 60)
+        self.share_throttle = Throttle(db, clock, max_failures=shares["ip_max_failures"],
+                                       window_seconds=shares["ip_window_minutes"] * 60)
+        self.dashboard = Dashboard(db, orthanc, clock, self.mirror.status)
         self.pages = Pages()
         self.router = Router()
-        from .api import account, admin, login, nas  # routes import App only for typing
+        from .api import account, admin, dashboard, images, login, nas
+        from .api import shares as share_routes
 
-        for module in (login, account, admin, nas):
+        for module in (login, account, admin, nas, images, share_routes, dashboard):
             module.register(self.router, self)
         self.router.add("GET", r"/api/health", self._health)
         self.pages.register(self.router, self)
@@ -145,9 +162,33 @@ class App:
     def explorer_extension(self) -> str:
         return self.pages.explorer_extension()
 
-    def on_stored(self, instance_id: str, data: bytes) -> None:
-        """Orthanc stored an instance (C-STORE, upload, modification): queue its mirror copy."""
+    def on_stored(self, instance_id: str, data: bytes, calling_aet: str,
+                  tags: Callable[[], dict[str, Any]]) -> None:
+        """Orthanc stored an instance (C-STORE, upload, modification): queue its mirror copy,
+        and give it to the user mapped to the calling AE title, if any."""
         self.mirror.on_stored(instance_id, data)
+        username = self.ae_owners().get(calling_aet) if calling_aet else None
+        if username:
+            user = self.users.by_name(username)
+            values = tags()
+            study_id = orthanc_study_id(str(values.get("PatientID", "")),
+                                        str(values.get("StudyInstanceUID", "")))
+            self.catalog.record_owner(instance_id, study_id, user.id if user else None,
+                                      "cstore", calling_aet)
+
+    def ae_owners(self) -> dict[str, str]:
+        """Calling AE title -> username: what admins saved, else orthanc.json."""
+        saved = self.settings.get("ae_owners")
+        mapping: dict[str, str] = saved if saved is not None else self.cfg.get("ae_owners")
+        return mapping
+
+    def base_url(self, request: Request) -> str:
+        """Where links point: ``public_url``, else the request's own scheme and host."""
+        public: str = self.cfg.get("public_url")
+        if public:
+            return public.rstrip("/")
+        scheme = "https" if request.is_https else "http"
+        return f"{scheme}://{request.headers.get('host', 'localhost')}"
 
     def on_instance_deleted(self, instance_id: str) -> None:
         self.mirror.on_deleted(instance_id)

@@ -63,6 +63,13 @@ def _non_empty(v: str) -> str | None:
     return None if v.strip() else "a non-empty string"
 
 
+def _ae_owners(v: dict[str, Any]) -> str | None:
+    for aet, user in v.items():
+        if not (isinstance(user, str) and 0 < len(aet) <= 16 and aet.strip() == aet):
+            return "an object mapping AE titles (1 to 16 characters) to usernames"
+    return None
+
+
 def _layout(v: str) -> str | None:
     from .nas.layout import LayoutError, check_template
 
@@ -124,7 +131,7 @@ SCHEMA: Schema = {
                                "over HTTPS or X-Forwarded-Proto is https), 'always' or 'never'.",
                                _one_of("auto", "always", "never")),
         "ip_max_failures": Field(int, 30, "Failed logins allowed per client IP per window "
-                                 "before it is throttled (429).", _range(1, 100000)),
+                                 "before it is throttled (503 + Retry-After).", _range(1, 100000)),
         "ip_window_minutes": Field(int, 15, "Window of the per-IP throttle.", _range(1, 1440)),
         "token_max_days": Field(int, 365, "Longest lifetime of a personal API token.",
                                 _range(1, 3650)),
@@ -145,6 +152,25 @@ SCHEMA: Schema = {
                                      _range(1, 100)),
         "lockout_duration_minutes": Field(int, 15, "Lockout duration.", _range(1, 1440)),
     },
+    "shares": {
+        "default_expiry_hours": Field(int, 72, "Lifetime of a share link when none is asked.",
+                                      _range(1, 8760)),
+        "max_expiry_hours": Field(int, 720, "Longest lifetime a share link may be given.",
+                                  _range(1, 8760)),
+        "default_max_views": Field(int, 3, "Openings allowed when none is asked.",
+                                   _range(1, 10000)),
+        "max_views": Field(int, 50, "Most openings a share link may allow.", _range(1, 10000)),
+        "view_minutes": Field(int, 60, "How long one opening lets the viewer look.",
+                              _range(1, 1440)),
+        "pin_max_attempts": Field(int, 5, "Wrong PINs before a share link is locked.",
+                                  _range(1, 100)),
+        "ip_max_failures": Field(int, 20, "Unknown share tokens tried per client IP per window "
+                                 "before it is throttled.", _range(1, 100000)),
+        "ip_window_minutes": Field(int, 15, "Window of that throttle.", _range(1, 1440)),
+    },
+    "ae_owners": Field(dict, {}, "Calling AE title -> username: instances received by C-STORE "
+                       "from that AE belong to that user (admins edit it at run time too).",
+                       _ae_owners),
     "access_policy": Field(list, None, "Role policy: ordered rules {methods, pattern, roles}; "
                            "the first rule whose method and full-match pattern fit decides; "
                            "no match means admin only. Absent: the shipped default.",
@@ -242,6 +268,11 @@ def load(orthanc_config: Mapping[str, Any]) -> Config:
     if values["access_policy"] is None:
         values["access_policy"] = default_policy()
     check_nas(values["nas"], f"{SECTION}.nas")
+    shares = values["shares"]
+    if shares["default_expiry_hours"] > shares["max_expiry_hours"]:
+        raise ConfigError(f"{SECTION}.shares.default_expiry_hours", "at most max_expiry_hours")
+    if shares["default_max_views"] > shares["max_views"]:
+        raise ConfigError(f"{SECTION}.shares.default_max_views", "at most max_views")
     auth = values["auth"]
     if auth["pin_max_length"] < auth["pin_min_length"]:
         raise ConfigError(f"{SECTION}.auth.pin_max_length", "at least auth.pin_min_length")

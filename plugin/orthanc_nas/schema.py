@@ -122,3 +122,61 @@ MIGRATIONS[4] = [
         updated_at REAL NOT NULL
     )""",
 ]
+MIGRATIONS[5] = [
+    # Who brought each instance in: the uploader, or the user mapped to the calling AE title.
+    """CREATE TABLE instance_owners (
+        instance_id TEXT PRIMARY KEY,
+        study_id TEXT NOT NULL,
+        user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        source TEXT NOT NULL CHECK (source IN ('upload', 'cstore')),
+        calling_aet TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX instance_owners_user ON instance_owners(user_id, study_id)",
+    "CREATE INDEX instance_owners_study ON instance_owners(study_id)",
+    # Studies given to a user (by an admin, or by a user who can see them).
+    """CREATE TABLE study_assignments (
+        study_id TEXT NOT NULL,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        assigned_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (study_id, user_id)
+    )""",
+    "CREATE INDEX study_assignments_user ON study_assignments(user_id)",
+    """CREATE TABLE study_tags (
+        study_id TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (study_id, tag)
+    )""",
+    "CREATE INDEX study_tags_tag ON study_tags(tag)",
+    """CREATE TABLE shares (
+        id INTEGER PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        level TEXT NOT NULL CHECK (level IN ('study', 'series', 'instance')),
+        resource_id TEXT NOT NULL,
+        study_id TEXT NOT NULL,
+        created_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        max_views INTEGER NOT NULL,
+        views INTEGER NOT NULL DEFAULT 0,
+        pin_hash TEXT,
+        pin_failures INTEGER NOT NULL DEFAULT 0,
+        allow_download INTEGER NOT NULL DEFAULT 0,
+        revoked_at REAL,
+        expiry_audited INTEGER NOT NULL DEFAULT 0,
+        last_opened_at REAL
+    )""",
+    "CREATE INDEX shares_creator ON shares(created_by)",
+    # One row per opening: the viewer's cookie, valid for a limited time.
+    """CREATE TABLE share_views (
+        id INTEGER PRIMARY KEY,
+        share_id INTEGER NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
+        view_hash TEXT NOT NULL UNIQUE,
+        opened_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        ip TEXT NOT NULL
+    )""",
+]

@@ -58,9 +58,9 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     redirect: str | None = None
 
-    def set_cookie(self, name: str, value: str, *, secure: bool,
-                   max_age: int | None = None) -> None:
-        attrs = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Strict"]
+    def set_cookie(self, name: str, value: str, *, secure: bool, max_age: int | None = None,
+                   path: str = "/") -> None:
+        attrs = [f"{name}={value}", f"Path={path}", "HttpOnly", "SameSite=Strict"]
         if secure:
             attrs.append("Secure")
         if max_age is not None:

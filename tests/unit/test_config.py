@@ -33,7 +33,7 @@ def shipped(env: dict[str, str]) -> dict[str, Any]:
 def leaves(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}{key}" not in config.documented_keys():
             out.update(leaves(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value

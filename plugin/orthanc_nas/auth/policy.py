@@ -16,7 +16,11 @@ PUBLIC: tuple[tuple[str, str], ...] = (
     ("POST", r"/api/login"),
     # Page shells (no data): their handler sends visitors without a session to the login page
     # and refuses the admin pages to others; the data comes from the API, which is guarded.
-    ("GET", r"/ui/(login|account|admin|nas)"),
+    ("GET", r"/ui/(login|account|admin|nas|images|dashboard)"),
+    # Share links: their handlers check the link, its PIN and the viewing session.
+    ("GET", r"/s/[A-Za-z0-9_-]{43}(/(viewer|content|download|preview/[0-9a-f-]{44}))?"),
+    ("GET", r"/api/shared/[A-Za-z0-9_-]{43}"),
+    ("POST", r"/api/shared/[A-Za-z0-9_-]{43}/open"),
     ("GET", r"/ui/assets/[A-Za-z0-9_.-]+"),
     ("GET", r"/app/(explorer\.html|explorer\.js|explorer\.css|favicon\.ico"
             r"|images/[A-Za-z0-9_./-]+|libs/[A-Za-z0-9_./-]+|[a-z-]+\.(js|css|png|gif|svg|ico))"),

@@ -15,7 +15,8 @@ TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf
          ".png": "image/png", ".svg": "image/svg+xml", ".html": HTML_TYPE}
 ASSET_RE = re.compile(r"[A-Za-z0-9_-]+\.(css|js|png|svg)")
 # page name -> who may see it (the filter's policy decides first; this is defence in depth)
-PAGES = {"login": None, "account": "any", "admin": "admin", "nas": "admin"}
+PAGES = {"login": None, "account": "any", "admin": "admin", "nas": "admin", "images": "any",
+         "dashboard": "any"}
 
 
 def _read(name: str) -> bytes:

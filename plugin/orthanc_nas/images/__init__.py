@@ -1,0 +1,1 @@
+"""Images as users see them: ownership, search, tags, share links, dashboard figures."""

@@ -1,0 +1,305 @@
+"""Studies as users see them: ownership, visibility, search, details and tags.
+
+DICOM fields are matched by Orthanc's own index (``/tools/find``, its wildcard and date-range
+semantics); who owns, who was given, and which tags come from the plugin database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..clock import Clock
+from ..db import Database
+
+TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:-]{0,39}")
+DATE_RE = re.compile(r"\d{8}")
+SORTS = {"date": "StudyDate", "patient_name": "PatientName", "patient_id": "PatientID",
+         "description": "StudyDescription", "uploaded": "uploaded_at"}
+
+
+class OrthancError(Exception):
+    """Orthanc refused or failed a call (an unknown resource, a bad file...)."""
+
+
+class Orthanc(Protocol):
+    def get(self, uri: str) -> Any: ...
+
+    def get_bytes(self, uri: str) -> bytes: ...
+
+    def post(self, uri: str, body: bytes) -> Any: ...
+
+
+class NotVisible(LookupError):
+    """Unknown, or not for this caller: both answer 404."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who asks: admins and viewers see every study, users what they brought or were given."""
+
+    user_id: int
+    role: str
+
+    @property
+    def sees_all(self) -> bool:
+        return self.role in ("admin", "viewer")
+
+
+@dataclass(frozen=True)
+class Resource:
+    level: str  # study, series or instance
+    id: str
+    study_id: str
+
+
+@dataclass(frozen=True)
+class Filters:
+    patient_name: str | None = None
+    patient_id: str | None = None
+    modality: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    description: str | None = None
+    tag: str | None = None
+    uploader: str | None = None
+    sort: str = "-date"
+    limit: int = 50
+    offset: int = 0
+
+
+def orthanc_study_id(patient_id: str, study_uid: str) -> str:
+    """Orthanc's identifier of a study: SHA-1 of ``PatientID|StudyInstanceUID``, dashed."""
+    digest = hashlib.sha1(f"{patient_id}|{study_uid}".encode(), usedforsecurity=False)
+    h = digest.hexdigest()
+    return "-".join(h[i:i + 8] for i in range(0, 40, 8))
+
+
+def valid_tag(tag: str) -> bool:
+    return TAG_RE.fullmatch(tag) is not None
+
+
+class Catalog:
+    def __init__(self, db: Database, orthanc: Orthanc, clock: Clock,
+                 nas_state: Callable[[list[str]], dict[str, str]]) -> None:
+        self._db = db
+        self._orthanc = orthanc
+        self._clock = clock
+        self._nas_state = nas_state
+
+    # ---- ownership ------------------------------------------------------------------------
+
+    def record_owner(self, instance_id: str, study_id: str, user_id: int | None, source: str,
+                     calling_aet: str = "") -> None:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO instance_owners (instance_id, study_id, user_id, source,"
+                       " calling_aet, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+                       " ON CONFLICT(instance_id) DO NOTHING",
+                       (instance_id, study_id, user_id, source, calling_aet, self._clock.now()))
+
+    def assign(self, study_id: str, user_id: int, by: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO study_assignments VALUES (?, ?, ?, ?)",
+                       (study_id, user_id, by, self._clock.now()))
+
+    def visible_studies(self, who: Viewer) -> set[str] | None:
+        """None means every study."""
+        if who.sees_all:
+            return None
+        rows = self._db.all("SELECT study_id FROM instance_owners WHERE user_id = ? UNION"
+                            " SELECT study_id FROM study_assignments WHERE user_id = ?",
+                            (who.user_id, who.user_id))
+        return {r["study_id"] for r in rows}
+
+    # ---- resources ---------------------------------------------------------------------------
+
+    def _get(self, uri: str) -> Any:
+        try:
+            return self._orthanc.get(uri)
+        except OrthancError as exc:
+            raise NotVisible(uri) from exc
+
+    def resolve(self, resource_id: str) -> Resource:
+        if not re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}", resource_id):
+            raise NotVisible(resource_id)
+        for level, uri in (("study", "/studies/"), ("series", "/series/"),
+                           ("instance", "/instances/")):
+            try:
+                found = self._orthanc.get(uri + resource_id)
+            except OrthancError:
+                continue
+            if level == "study":
+                return Resource(level, resource_id, resource_id)
+            if level == "series":
+                return Resource(level, resource_id, found["ParentStudy"])
+            series = self._get(f"/series/{found['ParentSeries']}")
+            return Resource(level, resource_id, series["ParentStudy"])
+        raise NotVisible(resource_id)
+
+    def resolve_visible(self, who: Viewer, resource_id: str) -> Resource:
+        resource = self.resolve(resource_id)
+        visible = self.visible_studies(who)
+        if visible is not None and resource.study_id not in visible:
+            raise NotVisible(resource_id)
+        return resource
+
+    # ---- search --------------------------------------------------------------------------------
+
+    def search(self, who: Viewer, f: Filters) -> tuple[int, list[dict[str, Any]]]:
+        query: dict[str, str] = {}
+        if f.patient_name:
+            query["PatientName"] = f.patient_name
+        if f.patient_id:
+            query["PatientID"] = f.patient_id
+        if f.modality:
+            query["ModalitiesInStudy"] = f.modality
+        if f.description:
+            query["StudyDescription"] = f.description
+        if f.date_from or f.date_to:
+            query["StudyDate"] = f"{f.date_from or ''}-{f.date_to or ''}"
+        studies = self._orthanc.post("/tools/find", _json({"Level": "Study", "Expand": True,
+                                                           "Query": query}))
+        candidates: set[str] | None = self.visible_studies(who)
+        for extra in (self._tagged(f.tag) if f.tag else None,
+                      self._uploaded_by(f.uploader) if f.uploader else None):
+            if extra is not None:
+                candidates = extra if candidates is None else candidates & extra
+        if candidates is not None:
+            studies = [s for s in studies if s["ID"] in candidates]
+        uploads = self._upload_info([s["ID"] for s in studies])
+        rows = [self._summary(s, uploads.get(s["ID"])) for s in studies]
+        key = SORTS[f.sort.lstrip("-")]
+        rows.sort(key=lambda r: (r.get(key) or "", r["id"]), reverse=f.sort.startswith("-"))
+        page = rows[f.offset:f.offset + f.limit]
+        ids = [r["id"] for r in page]
+        tags = self.tags_of(ids)
+        nas = self._nas_summary(ids)
+        for r in page:
+            r["tags"] = tags.get(r["id"], [])
+            r["nas"] = nas.get(r["id"], "not queued")
+        return len(rows), page
+
+    def _tagged(self, tag: str) -> set[str]:
+        return {r["study_id"] for r in self._db.all(
+            "SELECT study_id FROM study_tags WHERE tag = ?", (tag,))}
+
+    def _uploaded_by(self, username: str) -> set[str]:
+        return {r["study_id"] for r in self._db.all(
+            "SELECT o.study_id FROM instance_owners o JOIN users u ON u.id = o.user_id"
+            " WHERE u.username = ?", (username,))}
+
+    def _upload_info(self, study_ids: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(study_ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self._db.all(
+                    f"SELECT o.study_id, MIN(o.created_at) AS at, GROUP_CONCAT(DISTINCT"  # noqa: S608
+                    f" u.username) AS users FROM instance_owners o LEFT JOIN users u"
+                    f" ON u.id = o.user_id WHERE o.study_id IN ({marks}) GROUP BY o.study_id",
+                    chunk):
+                out[r["study_id"]] = {"at": r["at"], "users": sorted(
+                    (r["users"] or "").split(",")) if r["users"] else []}
+        return out
+
+    @staticmethod
+    def _summary(study: dict[str, Any], upload: dict[str, Any] | None) -> dict[str, Any]:
+        tags = study.get("MainDicomTags", {})
+        patient = study.get("PatientMainDicomTags", {})
+        return {"id": study["ID"], "PatientName": patient.get("PatientName", ""),
+                "PatientID": patient.get("PatientID", ""), "StudyDate": tags.get("StudyDate", ""),
+                "StudyDescription": tags.get("StudyDescription", ""),
+                "StudyInstanceUID": tags.get("StudyInstanceUID", ""),
+                "AccessionNumber": tags.get("AccessionNumber", ""),
+                "series_count": len(study.get("Series", [])),
+                "uploaded_by": upload["users"] if upload else [],
+                "uploaded_at": upload["at"] if upload else None}
+
+    def _nas_summary(self, study_ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in _chunks(study_ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self._db.all(
+                    f"SELECT o.study_id, q.state, COUNT(*) AS n FROM instance_owners o"  # noqa: S608
+                    f" JOIN mirror_queue q ON q.instance_id = o.instance_id"
+                    f" WHERE o.study_id IN ({marks}) GROUP BY o.study_id, q.state", chunk):
+                previous = out.get(r["study_id"])
+                if r["state"] == "failed" or previous == "failed":
+                    out[r["study_id"]] = "failed"
+                elif r["state"] == "pending" or previous == "pending":
+                    out[r["study_id"]] = "pending"
+                else:
+                    out[r["study_id"]] = "mirrored"
+        return out
+
+    # ---- details ---------------------------------------------------------------------------------
+
+    def detail(self, who: Viewer, resource_id: str) -> dict[str, Any]:
+        return self.detail_of(self.resolve_visible(who, resource_id))
+
+    def detail_of(self, resource: Resource) -> dict[str, Any]:
+        """The patient/study/series/instance hierarchy of a resource, with tags and NAS state."""
+        study = self._get(f"/studies/{resource.study_id}")
+        series_list = self._get(f"/studies/{resource.study_id}/series")
+        series_out = []
+        instance_ids: list[str] = []
+        for series in series_list:
+            if resource.level == "series" and series["ID"] != resource.id:
+                continue
+            instances = series.get("Instances", [])
+            if resource.level == "instance":
+                if resource.id not in instances:
+                    continue
+                instances = [resource.id]
+            instance_ids += instances
+            series_out.append({"id": series["ID"], "tags": series.get("MainDicomTags", {}),
+                               "instances": instances})
+        states = self._nas_state(instance_ids) if instance_ids else {}
+        owners = self._upload_info([resource.study_id]).get(resource.study_id)
+        return {"level": resource.level, "id": resource.id, "study_id": resource.study_id,
+                "patient": study.get("PatientMainDicomTags", {}),
+                "study": study.get("MainDicomTags", {}), "series": series_out,
+                "uploaded_by": owners["users"] if owners else [],
+                "tags": self.tags_of([resource.study_id]).get(resource.study_id, []),
+                "nas": {"instances": states,
+                        "summary": self._nas_summary([resource.study_id]).get(
+                            resource.study_id, "not queued")}}
+
+    def instances_of(self, resource: Resource) -> list[str]:
+        """Every instance inside a study, series or instance."""
+        if resource.level == "instance":
+            return [resource.id]
+        uri = "/studies/" if resource.level == "study" else "/series/"
+        return [i["ID"] for i in self._get(f"{uri}{resource.id}/instances")]
+
+    # ---- tags ------------------------------------------------------------------------------------
+
+    def tags_of(self, study_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for chunk in _chunks(study_ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self._db.all(f"SELECT study_id, tag FROM study_tags"  # noqa: S608
+                                  f" WHERE study_id IN ({marks}) ORDER BY tag", chunk):
+                out.setdefault(r["study_id"], []).append(r["tag"])
+        return out
+
+    def add_tag(self, study_id: str, tag: str, by: str) -> bool:
+        with self._db.transaction() as tx:
+            return tx.execute("INSERT OR IGNORE INTO study_tags VALUES (?, ?, ?, ?)",
+                              (study_id, tag, by, self._clock.now())) == 1
+
+    def remove_tag(self, study_id: str, tag: str) -> bool:
+        with self._db.transaction() as tx:
+            return tx.execute("DELETE FROM study_tags WHERE study_id = ? AND tag = ?",
+                              (study_id, tag)) == 1
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data).encode()
