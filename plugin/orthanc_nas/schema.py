@@ -180,3 +180,6 @@ MIGRATIONS[5] = [
         ip TEXT NOT NULL
     )""",
 ]
+MIGRATIONS[6] = [
+    "CREATE INDEX mirror_queue_study ON mirror_queue(study_uid, state)",
+]

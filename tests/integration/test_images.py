@@ -290,6 +290,7 @@ def test_dashboard_numbers_match_what_was_stored(admin: Client,
     assert stats["scope"] == "all"
     assert stats["orthanc"]["studies"] == orthanc_stats["CountStudies"]
     assert stats["orthanc"]["instances"] == orthanc_stats["CountInstances"]
+    assert stats["orthanc"]["disk_bytes"] == int(orthanc_stats["TotalDiskSize"]) > 0
     series = admin.post("/tools/find", {"Level": "Series", "Query": {"Modality": "US"}}).json()
     assert stats["modalities"]["US"] == len(series)
     assert stats["two_factor"]["user"]["totp"] >= 2 and stats["logins"]["logins_24h"] >= 3

@@ -94,14 +94,22 @@ def test_cstore_and_upload_are_mirrored_byte_identical(
     ids = patient_instances(admin, "NAS-CSTORE")
     assert len(ids) == 5
     assert_mirrored(samba.share_dir, admin, [*ids, uploaded])
+    listed = admin.get("/api/images", params={"patient_id": "NAS-CSTORE"}).json()["items"]
+    assert [i["nas"] for i in listed] == ["mirrored"]  # C-STORE from an unmapped AE too
+    detail = admin.get(f"/api/images/{ids[0]}").json()
+    assert detail["nas"]["instances"] == {ids[0]: "done"}
     s = status(admin)
     assert s["connected"] is True and s["mirrored_bytes"] > 0
     assert s["free_bytes"] and s["total_bytes"] >= s["free_bytes"]
     health = server.client().get("/api/health").json()
     assert health["checks"]["nas"]["connected"] is True
-    audit = admin.get("/api/audit", params={"event": "nas_mirrored", "limit": 1000}).json()
-    series_rows = [i for i in audit["items"] if i["details"]["patient_id"] == "NAS-CSTORE"]
-    assert len(series_rows) == 1 and series_rows[0]["details"]["instances"] == 5
+
+    def series_rows() -> list[dict[str, Any]]:  # written at the end of the worker's pass
+        audit = admin.get("/api/audit", params={"event": "nas_mirrored", "limit": 1000}).json()
+        return [i for i in audit["items"] if i["details"]["patient_id"] == "NAS-CSTORE"]
+
+    rows = wait_until(series_rows, 30, "the series' audit row")
+    assert len(rows) == 1 and rows[0]["details"]["instances"] == 5
 
 
 def test_duplicates_are_harmless(nas_orthanc: tuple[OrthancServer, Client],

@@ -177,7 +177,7 @@ class Catalog:
         page = rows[f.offset:f.offset + f.limit]
         ids = [r["id"] for r in page]
         tags = self.tags_of(ids)
-        nas = self._nas_summary(ids)
+        nas = self._nas_summary({r["StudyInstanceUID"]: r["id"] for r in page})
         for r in page:
             r["tags"] = tags.get(r["id"], [])
             r["nas"] = nas.get(r["id"], "not queued")
@@ -218,22 +218,20 @@ class Catalog:
                 "uploaded_by": upload["users"] if upload else [],
                 "uploaded_at": upload["at"] if upload else None}
 
-    def _nas_summary(self, study_ids: list[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for chunk in _chunks(study_ids):
+    def _nas_summary(self, by_uid: dict[str, str]) -> dict[str, str]:
+        """Orthanc study id -> the worst mirror state of its instances (by StudyInstanceUID,
+        which the mirror worker records; items not yet read by it are not counted)."""
+        rank = {"failed": 3, "pending": 2, "done": 1}
+        names = {3: "failed", 2: "pending", 1: "mirrored"}
+        out: dict[str, int] = {}
+        uids = [u for u in by_uid if u]
+        for chunk in _chunks(uids):
             marks = ",".join("?" * len(chunk))
-            for r in self._db.all(
-                    f"SELECT o.study_id, q.state, COUNT(*) AS n FROM instance_owners o"  # noqa: S608
-                    f" JOIN mirror_queue q ON q.instance_id = o.instance_id"
-                    f" WHERE o.study_id IN ({marks}) GROUP BY o.study_id, q.state", chunk):
-                previous = out.get(r["study_id"])
-                if r["state"] == "failed" or previous == "failed":
-                    out[r["study_id"]] = "failed"
-                elif r["state"] == "pending" or previous == "pending":
-                    out[r["study_id"]] = "pending"
-                else:
-                    out[r["study_id"]] = "mirrored"
-        return out
+            for r in self._db.all(f"SELECT DISTINCT study_uid, state FROM mirror_queue"  # noqa: S608
+                                  f" WHERE study_uid IN ({marks})", chunk):
+                study = by_uid[r["study_uid"]]
+                out[study] = max(out.get(study, 0), rank.get(r["state"], 0))
+        return {study: names[level] for study, level in out.items() if level}
 
     # ---- details ---------------------------------------------------------------------------------
 
@@ -259,13 +257,14 @@ class Catalog:
                                "instances": instances})
         states = self._nas_state(instance_ids) if instance_ids else {}
         owners = self._upload_info([resource.study_id]).get(resource.study_id)
+        study_uid = study.get("MainDicomTags", {}).get("StudyInstanceUID", "")
         return {"level": resource.level, "id": resource.id, "study_id": resource.study_id,
                 "patient": study.get("PatientMainDicomTags", {}),
                 "study": study.get("MainDicomTags", {}), "series": series_out,
                 "uploaded_by": owners["users"] if owners else [],
                 "tags": self.tags_of([resource.study_id]).get(resource.study_id, []),
                 "nas": {"instances": states,
-                        "summary": self._nas_summary([resource.study_id]).get(
+                        "summary": self._nas_summary({study_uid: resource.study_id}).get(
                             resource.study_id, "not queued")}}
 
     def instances_of(self, resource: Resource) -> list[str]:

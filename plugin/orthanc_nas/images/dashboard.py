@@ -95,7 +95,7 @@ class Dashboard:
         return {"scope": "all",
                 "orthanc": {"studies": stats["CountStudies"], "series": stats["CountSeries"],
                             "instances": stats["CountInstances"],
-                            "disk_mb": stats.get("TotalDiskSizeMB", 0)},
+                            "disk_bytes": int(stats.get("TotalDiskSize", 0))},
                 "modalities": self.modalities(), "uploads_per_day": self.uploads_per_day(None),
                 "logins": self.logins(None), "two_factor": self.two_factor_adoption(),
                 "locked_now": self._count("SELECT COUNT(*) FROM users WHERE locked_until > ?",

@@ -28,8 +28,12 @@ class Pages:
         self._cache: dict[str, bytes] = {}
 
     def file(self, name: str) -> bytes:
+        """A page or asset; pages get the shared top bar where they say ``<!--topbar-->``."""
         if name not in self._cache:
-            self._cache[name] = _read(name)
+            body = _read(name)
+            if name.endswith(".html"):
+                body = body.replace(b"  <!--topbar-->\n", _read("_topbar.html"))
+            self._cache[name] = body
         return self._cache[name]
 
     def explorer_extension(self) -> str:

@@ -119,8 +119,13 @@ const UI = {
     const user = profile.user;
     UI.byId('who-name').textContent = user.display_name || user.username;
     UI.byId('who-role').textContent = user.role;
-    const admin = UI.byId('nav-admin');
-    if (admin) admin.hidden = user.role !== 'admin';
+    ['nav-admin', 'nav-nas'].forEach(function (id) {
+      const link = UI.byId(id);
+      if (link) link.hidden = user.role !== 'admin';
+    });
+    document.querySelectorAll('.topbar nav a').forEach(function (link) {
+      if (link.getAttribute('href') === location.pathname) link.setAttribute('aria-current', 'page');
+    });
     const logout = UI.byId('logout');
     if (logout && !logout.dataset.wired) {
       logout.dataset.wired = '1';

@@ -129,7 +129,7 @@
       ['stat-studies', 'Studies', num(o.studies)],
       ['stat-series', 'Series', num(o.series)],
       ['stat-instances', 'Images (instances)', num(o.instances)],
-      ['stat-disk', 'Storage used by Orthanc', bytes(Number(o.disk_mb) * 1048576)],
+      ['stat-disk', 'Storage used by Orthanc', bytes(Number(o.disk_bytes))],
       ['stat-logins-24h', 'Sign-ins, 24 h', num(l.logins_24h), num(l.logins_7d) + ' in 7 days'],
       ['stat-active-24h', 'Active users, 24 h', num(l.active_users_24h), num(l.active_users_7d) + ' in 7 days'],
       ['stat-lockouts-7d', 'Lockouts, 7 days', num(l.lockouts_7d), num(s.locked_now) + ' locked now'],
