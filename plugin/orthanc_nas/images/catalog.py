@@ -173,7 +173,8 @@ class Catalog:
         uploads = self._upload_info([s["ID"] for s in studies])
         rows = [self._summary(s, uploads.get(s["ID"])) for s in studies]
         key = SORTS[f.sort.lstrip("-")]
-        rows.sort(key=lambda r: (r.get(key) or "", r["id"]), reverse=f.sort.startswith("-"))
+        rows.sort(key=lambda r: (r.get(key) is not None, r.get(key) or "", r["id"]),
+                  reverse=f.sort.startswith("-"))
         page = rows[f.offset:f.offset + f.limit]
         ids = [r["id"] for r in page]
         tags = self.tags_of(ids)

@@ -62,14 +62,14 @@ class Outbox:
                 " size = excluded.size, attempts = 0, next_attempt_at = 0, last_error = NULL,"
                 " enqueued_at = excluded.enqueued_at",
                 (instance_id, name, len(data), self._clock.now()))
-        if old is not None and old["spool"] and old["state"] != PENDING:
-            self.remove_spool(old["spool"])
+        if old is not None and old["spool"]:
+            self.remove_spool(old["spool"])  # superseded (the worker falls back to Orthanc)
 
     def record_deleted(self, instance_id: str) -> None:
         """Orthanc deleted the instance and deletions propagate: remove it from the NAS."""
         with self._db.transaction() as tx:
-            row = tx.one("SELECT state, op, remote_path FROM mirror_queue WHERE instance_id = ?",
-                         (instance_id,))
+            row = tx.one("SELECT state, spool, remote_path FROM mirror_queue"
+                         " WHERE instance_id = ?", (instance_id,))
             if row is None:
                 return
             if row["remote_path"]:
@@ -77,8 +77,15 @@ class Outbox:
                            " state = 'pending', attempts = 0, next_attempt_at = 0,"
                            " last_error = NULL WHERE instance_id = ?", (instance_id,))
             elif row["state"] in (PENDING, FAILED):  # never reached the NAS: nothing to remove
-                tx.execute("UPDATE mirror_queue SET gen = gen + 1, state = 'cancelled'"
-                           " WHERE instance_id = ?", (instance_id,))
+                tx.execute("UPDATE mirror_queue SET gen = gen + 1, state = 'cancelled',"
+                           " spool = NULL WHERE instance_id = ?", (instance_id,))
+        if row["spool"] and not row["remote_path"]:
+            self.remove_spool(row["spool"])
+
+    def cancelled(self, instance_id: str) -> bool:
+        row = self._db.one("SELECT state FROM mirror_queue WHERE instance_id = ?",
+                           (instance_id,))
+        return row is not None and row["state"] == CANCELLED
 
     def enqueue_missing(self, instance_ids: list[str], source: str) -> int:
         """Queues instances Orthanc holds that the mirror never saw (fetched from Orthanc)."""
@@ -171,7 +178,8 @@ class Outbox:
 
     def counts(self) -> dict[str, Any]:
         rows = self._db.all("SELECT state, COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes,"
-                            " MIN(enqueued_at) AS oldest FROM mirror_queue GROUP BY state")
+                            " MIN(enqueued_at) AS oldest FROM mirror_queue"
+                            " WHERE NOT (state = 'done' AND op = 'delete') GROUP BY state")
         by_state = {r["state"]: r for r in rows}
 
         def n(state: str) -> int:

@@ -13,6 +13,7 @@ Run as ``python -m orthanc_nas.mirror.worker``: the first line on stdin is the b
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import io
 import json
@@ -135,9 +136,8 @@ class Mirror:
                 return self._connection_lost(str(exc))
             self.connected = True
             self.connect_failures = 0
-        worked = False
-        for item in self.outbox.due(BATCH):
-            worked = True
+        batch = self.outbox.due(BATCH)
+        for item in batch:
             try:
                 self._process(item)
             except ConnectionFailed as exc:
@@ -146,10 +146,11 @@ class Mirror:
                     pydicom.errors.InvalidDicomError) as exc:
                 self._item_failed(item, f"{type(exc).__name__}: {exc}",
                                   permanent=isinstance(exc, InstanceGone))
-        self._close_series()
+        if len(batch) < BATCH:  # else more of the same series may still be unread
+            self._close_series()
         self._refresh_space()
         self.write_state()
-        if worked:
+        if batch:
             return 0.0
         wait = self.outbox.next_due_in()
         return 5.0 if wait is None else min(wait, 5.0)
@@ -194,13 +195,19 @@ class Mirror:
         if not (existing and existing.size == len(data) and self._same(path, digest)):
             folder, _, name = path.rpartition("/")
             temporary = f"{folder}/.{name}.part" if folder else f".{name}.part"
-            self.storage.write(temporary, data)
-            if self.nas["verify"] and not self._same(temporary, digest, len(data)):
-                self.storage.delete(temporary)
-                raise StorageError("verify", "the copy read back differs from the original")
+            try:
+                self.storage.write(temporary, data)
+                if self.nas["verify"] and not self._same(temporary, digest, len(data)):
+                    raise StorageError("verify", "the copy read back differs from the original")
+            except StorageError:
+                with contextlib.suppress(StorageError):
+                    self.storage.delete(temporary)
+                raise
             self.storage.replace(temporary, path)
         if self.outbox.done(item, path):
             self._tally(values, len(data))
+        elif self.outbox.cancelled(item.instance_id):
+            self.storage.delete(path)  # deleted in Orthanc while copied, deletions propagate
 
     def _same(self, path: str, digest: str, size: int | None = None) -> bool:
         back = self.storage.read(path)

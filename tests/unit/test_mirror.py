@@ -1,0 +1,720 @@
+"""The mirror worker, one pass at a time: an in-memory NAS that can fail on demand, a manual
+clock and fixed jitter drive the outbox through temporary names, verification, retries,
+connection loss, re-stores, deletions, series audit rows and reconciliation."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from dicom_factory import ct_instance
+from orthanc_nas import config
+from orthanc_nas.audit import FAILURE, Audit
+from orthanc_nas.clock import ManualClock
+from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.mirror import worker
+from orthanc_nas.mirror.outbox import Outbox
+from orthanc_nas.mirror.worker import Commands, InstanceGone, Mirror, dicom_values, make_storage
+from orthanc_nas.nas import layout
+from orthanc_nas.nas.storage import ConnectionFailed, Entry, LocalStorage, Space, StorageError
+
+BASE = 10  # retry_base_seconds
+CAP = 100  # retry_max_seconds
+IDLE = 5.0  # what step() waits at most when nothing is due
+
+
+# ---- fakes -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeStorage:
+    """The Storage protocol over a dict, with switches to fail and a log of every call."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    ops: list[tuple[str, ...]] = field(default_factory=list)
+    connect_error: str | None = None
+    write_error: StorageError | None = None  # raised by every write while set
+    fail_paths: tuple[str, ...] = ()  # writes of temporaries for these targets fail
+    writes_before_disconnect: int | None = None  # then writes raise ConnectionFailed
+    corrupt_reads: bool = False
+    on_write: Callable[[str], None] | None = None
+
+    def writes(self) -> list[str]:
+        return [op[1] for op in self.ops if op[0] == "write"]
+
+    def connect(self) -> None:
+        self.ops.append(("connect",))
+        if self.connect_error is not None:
+            raise ConnectionFailed("connect", self.connect_error)
+
+    def write(self, path: str, data: bytes) -> None:
+        self.ops.append(("write", path))
+        if self.write_error is not None:
+            raise self.write_error
+        if any(path.endswith(f".{p.rpartition('/')[2]}.part") for p in self.fail_paths):
+            raise StorageError("write", "access denied")
+        if self.writes_before_disconnect is not None:
+            if self.writes_before_disconnect <= 0:
+                raise ConnectionFailed("write", "connection reset by peer")
+            self.writes_before_disconnect -= 1
+        self.files[path] = data
+        if self.on_write is not None:
+            self.on_write(path)
+
+    def read(self, path: str) -> bytes:
+        self.ops.append(("read", path))
+        if path not in self.files:
+            raise StorageError("read", f"{path} not found")
+        data = self.files[path]
+        return bytes([data[0] ^ 0xFF]) + data[1:] if self.corrupt_reads else data
+
+    def replace(self, source: str, target: str) -> None:
+        self.ops.append(("replace", source, target))
+        self.files[target] = self.files.pop(source)
+
+    def delete(self, path: str) -> None:
+        self.ops.append(("delete", path))
+        self.files.pop(path, None)
+
+    def stat(self, path: str) -> Entry | None:
+        self.ops.append(("stat", path))
+        if path not in self.files:
+            return None
+        return Entry(path.rpartition("/")[2], False, len(self.files[path]), 0.0)
+
+    def list(self, path: str) -> list[Entry]:
+        prefix = path.rstrip("/") + "/"
+        return [Entry(p[len(prefix):], False, len(d), 0.0)
+                for p, d in sorted(self.files.items()) if p.startswith(prefix)]
+
+    def space(self) -> Space:
+        return Space(1000, 400)
+
+    def close(self) -> None:
+        self.ops.append(("close",))
+
+
+@dataclass
+class FakeSource:
+    """Orthanc's side of reconciliation: its instance list and files."""
+
+    instances: dict[str, bytes] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    fetched: list[str] = field(default_factory=list)
+
+    def instance(self, instance_id: str) -> bytes:
+        self.fetched.append(instance_id)
+        if instance_id in self.gone or instance_id not in self.instances:
+            raise InstanceGone("deleted from Orthanc before it was mirrored")
+        return self.instances[instance_id]
+
+    def instance_ids(self) -> list[str]:
+        return sorted(self.instances)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def encode(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def dicom(**kwargs: Any) -> tuple[bytes, Dataset]:
+    ds = ct_instance(size=2, **kwargs)
+    return encode(ds), ds
+
+
+def changed(ds: Dataset, description: str) -> bytes:
+    """The same instance (same UIDs) with other content: what a re-send may bring."""
+    ds.StudyDescription = description
+    return encode(ds)
+
+
+def target_of(ds: Dataset) -> str:
+    return f"{ds.PatientID}/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+
+
+def part_of(path: str) -> str:
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/.{name}.part"
+
+
+def nas_settings(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    nas = config.load({"OrthancNAS": {"data_dir": str(tmp_path)}}).section("nas")
+    return {**nas, "retry_base_seconds": BASE, "retry_max_seconds": CAP, "max_attempts": 4,
+            **overrides}
+
+
+@dataclass
+class Env:
+    db: SqliteDatabase
+    clock: ManualClock
+    outbox: Outbox
+    storage: Any
+    mirror: Mirror
+    tmp_path: Path
+
+    def row(self, instance_id: str) -> dict[str, Any]:
+        found = self.db.one("SELECT * FROM mirror_queue WHERE instance_id = ?", (instance_id,))
+        assert found is not None
+        return dict(found)
+
+    def audit(self, event: str) -> list[dict[str, Any]]:
+        rows = self.db.all("SELECT * FROM audit WHERE event = ? ORDER BY id", (event,))
+        return [{**dict(r), "details": json.loads(r["details"])} for r in rows]
+
+    def spool_files(self) -> list[str]:
+        return sorted(p.name for p in self.outbox.spool_dir.iterdir())
+
+    def record(self, instance_id: str, data: bytes) -> None:
+        self.outbox.record_stored(instance_id, data)
+        self.clock.advance(1)  # distinct enqueued_at: a deterministic queue order
+
+    def drain(self, passes: int = 5) -> None:
+        for _ in range(passes):
+            if self.mirror.step() != 0.0:
+                return
+
+
+def make_env(tmp_path: Path, storage: Any = None, source: Any = None,
+             rand: float = 0.5, **nas: Any) -> Env:
+    db = SqliteDatabase(tmp_path / "db.sqlite")
+    clock = ManualClock()
+    outbox = Outbox(db, tmp_path / "spool", clock)
+    storage = FakeStorage() if storage is None else storage
+    mirror = Mirror(outbox, storage, nas_settings(tmp_path, **nas), Audit(db, clock), db, clock,
+                    source=source, rand=lambda: rand)
+    return Env(db, clock, outbox, storage, mirror, tmp_path)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return make_env(tmp_path)
+
+
+# ---- the happy path --------------------------------------------------------------------------
+
+
+def test_recorded_instance_lands_at_its_path_through_a_temporary_name(env: Env) -> None:
+    data, ds = dicom()
+    env.record("inst-1", data)
+    assert len(env.spool_files()) == 1
+
+    assert env.mirror.step() == 0.0  # worked: come back at once
+    path = target_of(ds)
+    assert env.storage.files == {path: data}
+    assert env.spool_files() == []
+    row = env.row("inst-1")
+    assert (row["state"], row["remote_path"], row["spool"], row["attempts"]) == (
+        "done", path, None, 0)
+    assert (row["size"], row["series_uid"], row["study_uid"], row["patient_id"]) == (
+        len(data), ds.SeriesInstanceUID, ds.StudyInstanceUID, "PAT-1")
+    # written under the temporary name, read back, then renamed: never written in place
+    part = part_of(path)
+    assert env.storage.writes() == [part]
+    ops = env.storage.ops
+    assert ops.index(("write", part)) < ops.index(("read", part)) < ops.index(
+        ("replace", part, path))
+    assert env.mirror.connected and env.mirror.space == (1000, 400)
+    state = env.db.one("SELECT * FROM nas_state WHERE id = 1")
+    assert state is not None and state["connected"] == 1 and state["free_bytes"] == 400
+
+    assert env.mirror.step() == IDLE  # nothing due
+    assert env.storage.writes() == [part]
+
+
+def test_end_to_end_on_a_local_folder(tmp_path: Path) -> None:
+    root = tmp_path / "nas"
+    template = "{Modality}/{PatientName}/{SOPInstanceUID}.dcm"
+    env = make_env(tmp_path, LocalStorage(str(root)), layout=template)
+    data, ds = dicom(patient_name="Doe^John")
+    env.record("inst-1", data)
+
+    wait = env.mirror.step()  # the folder does not exist yet: a connection failure
+    assert wait == BASE and not env.mirror.connected
+    assert env.row("inst-1")["state"] == "pending"
+
+    root.mkdir()
+    env.clock.advance(wait)
+    assert env.mirror.step() == 0.0
+    final = root / "CT" / "Doe^John" / f"{ds.SOPInstanceUID}.dcm"
+    assert final.read_bytes() == data
+    assert [p.name for p in final.parent.iterdir()] == [final.name]  # no .part left behind
+    assert env.row("inst-1")["remote_path"] == layout.render(template, dicom_values(data))
+    assert env.spool_files() == []
+
+
+def test_instance_already_on_the_nas_is_done_without_writing(env: Env) -> None:
+    data, ds = dicom()
+    path = target_of(ds)
+    env.storage.files[path] = data
+    env.record("inst-1", data)
+    env.mirror.step()
+    assert env.storage.writes() == []
+    assert not [op for op in env.storage.ops if op[0] == "replace"]
+    assert env.row("inst-1")["state"] == "done"
+    assert env.row("inst-1")["remote_path"] == path
+    assert env.spool_files() == []
+
+
+def test_different_file_of_the_same_size_at_the_path_is_replaced(env: Env) -> None:
+    data, ds = dicom()
+    path = target_of(ds)
+    env.storage.files[path] = bytes(len(data))
+    env.record("inst-1", data)
+    env.mirror.step()
+    assert env.storage.files == {path: data}
+    assert env.storage.writes() == [part_of(path)]
+
+
+# ---- verification, item errors and backoff ---------------------------------------------------
+
+
+def test_verification_failure_is_a_failed_attempt_and_removes_the_temporary(env: Env) -> None:
+    data, ds = dicom()
+    path, part = target_of(ds), part_of(path=target_of(ds))
+    env.storage.corrupt_reads = True
+    env.record("inst-1", data)
+    start = env.clock.now()
+
+    env.mirror.step()
+    row = env.row("inst-1")
+    assert (row["state"], row["attempts"]) == ("pending", 1)
+    assert row["next_attempt_at"] == start + BASE
+    assert "verify" in row["last_error"]
+    assert ("delete", part) in env.storage.ops
+    assert env.storage.files == {}  # neither the temporary nor the final name
+    assert len(env.spool_files()) == 1  # kept for the next attempt
+
+    env.storage.corrupt_reads = False
+    assert env.mirror.step() == IDLE  # not due yet
+    env.clock.advance(BASE)
+    env.mirror.step()
+    assert env.row("inst-1")["state"] == "done"
+    assert env.storage.files == {path: data}
+
+
+def test_without_verify_the_temporary_is_not_read_back(tmp_path: Path) -> None:
+    env = make_env(tmp_path, verify=False)
+    data, ds = dicom()
+    env.storage.corrupt_reads = True
+    env.record("inst-1", data)
+    env.mirror.step()
+    assert env.row("inst-1")["state"] == "done"
+    assert ("read", part_of(target_of(ds))) not in env.storage.ops
+
+
+@pytest.mark.parametrize(("attempts", "jitter", "expected"), [
+    (0, 0.5, BASE), (1, 0.5, BASE), (2, 0.5, 2 * BASE), (3, 0.5, 4 * BASE),
+    (4, 0.5, 8 * BASE), (5, 0.5, CAP), (30, 0.5, CAP),
+    (1, 0.0, BASE * 0.5), (3, 0.99, 4 * BASE * 1.49), (9, 0.0, CAP * 0.5),
+])
+def test_backoff_doubles_up_to_the_cap_with_jitter(tmp_path: Path, attempts: int,
+                                                    jitter: float, expected: float) -> None:
+    env = make_env(tmp_path, rand=jitter)
+    assert env.mirror.backoff(attempts) == pytest.approx(expected)
+
+
+def test_item_errors_back_off_then_park_as_failed_with_an_audit_row(tmp_path: Path) -> None:
+    env = make_env(tmp_path, rand=0.25, max_attempts=4, retry_max_seconds=25)
+    env.storage.write_error = StorageError("write", "access denied")
+    data, _ = dicom()
+    env.record("inst-1", data)
+
+    delays = []
+    for attempt in (1, 2, 3):
+        before = env.clock.now()
+        assert env.mirror.step() == 0.0
+        row = env.row("inst-1")
+        assert (row["state"], row["attempts"]) == ("pending", attempt)
+        assert "access denied" in row["last_error"]
+        delays.append(row["next_attempt_at"] - before)
+        assert env.mirror.step() == min(IDLE, delays[-1])  # waits, does not retry early
+        assert env.row("inst-1")["attempts"] == attempt
+        env.clock.advance(delays[-1])
+    assert delays == pytest.approx([BASE * 0.75, 2 * BASE * 0.75, 25 * 0.75])
+    assert env.audit("nas_mirror_failed") == []
+
+    env.mirror.step()
+    row = env.row("inst-1")
+    assert (row["state"], row["attempts"]) == ("failed", 4)
+    failed = env.audit("nas_mirror_failed")
+    assert len(failed) == 1
+    assert (failed[0]["target"], failed[0]["outcome"], failed[0]["actor"]) == (
+        "inst-1", FAILURE, "system")
+    assert failed[0]["details"]["attempts"] == 4
+    assert "access denied" in failed[0]["details"]["error"]
+    assert env.mirror.last_error is not None and "inst-1" in env.mirror.last_error
+
+    env.clock.advance(10 * CAP)  # parked: never retried on its own
+    assert env.mirror.step() == IDLE
+    assert env.row("inst-1")["attempts"] == 4 and len(env.storage.writes()) == 4
+
+
+def test_retry_requeues_failed_items(tmp_path: Path) -> None:
+    env = make_env(tmp_path, max_attempts=1)
+    env.storage.write_error = StorageError("write", "access denied")
+    items = {f"inst-{i}": dicom() for i in range(3)}
+    for instance_id, (data, _) in items.items():
+        env.record(instance_id, data)
+    env.mirror.step()
+    assert {env.row(i)["state"] for i in items} == {"failed"}
+    assert len(env.audit("nas_mirror_failed")) == 3
+    assert len(env.spool_files()) == 3  # failed items keep their bytes
+
+    env.storage.write_error = None
+    assert env.outbox.retry(["inst-0", "unknown"]) == 1
+    assert env.row("inst-0")["state"] == "pending" and env.row("inst-0")["attempts"] == 0
+    env.drain()
+    assert env.row("inst-0")["state"] == "done"
+    assert env.row("inst-1")["state"] == "failed"
+
+    assert env.outbox.retry(None) == 2
+    assert env.outbox.retry(None) == 0
+    env.drain()
+    assert {env.row(i)["state"] for i in items} == {"done"}
+    assert sorted(env.storage.files) == sorted(target_of(ds) for _, ds in items.values())
+    assert env.spool_files() == []
+
+
+def test_source_reporting_the_instance_gone_parks_it_at_once(tmp_path: Path) -> None:
+    source = FakeSource()
+    env = make_env(tmp_path, source=source, max_attempts=10)
+    env.outbox.enqueue_missing(["inst-1"], "reconcile")
+    env.mirror.step()
+    row = env.row("inst-1")
+    assert (row["state"], row["attempts"]) == ("failed", 1)
+    assert "InstanceGone" in row["last_error"]
+    assert source.fetched == ["inst-1"]
+    assert len(env.audit("nas_mirror_failed")) == 1
+
+
+def test_no_spool_copy_and_no_source_parks_the_item(env: Env) -> None:
+    data, _ = dicom()
+    env.record("inst-1", data)
+    for name in env.spool_files():
+        (env.outbox.spool_dir / name).unlink()
+    env.mirror.step()
+    assert env.row("inst-1")["state"] == "failed"
+    assert env.storage.writes() == []
+
+
+# ---- connection failures ---------------------------------------------------------------------
+
+
+def test_connection_failure_counts_no_attempt_and_backs_off(env: Env) -> None:
+    env.storage.connect_error = "NT_STATUS_LOGON_FAILURE"
+    items = {f"inst-{i}": dicom() for i in range(2)}
+    for instance_id, (data, _) in items.items():
+        env.record(instance_id, data)
+    start = env.clock.now()
+
+    assert env.mirror.step() == BASE
+    assert not env.mirror.connected
+    assert env.mirror.last_error is not None and "NT_STATUS_LOGON_FAILURE" in env.mirror.last_error
+    assert env.mirror.retry_connect_at == start + BASE
+    for instance_id in items:
+        row = env.row(instance_id)
+        assert (row["state"], row["attempts"], row["next_attempt_at"]) == ("pending", 0, 0)
+    state = env.db.one("SELECT * FROM nas_state WHERE id = 1")
+    assert state is not None and state["connected"] == 0
+    assert "NT_STATUS_LOGON_FAILURE" in state["last_error"]
+
+    env.clock.advance(4)
+    assert env.mirror.step() == BASE - 4  # no reconnection before its time
+    assert env.storage.ops.count(("connect",)) == 1
+
+    env.clock.advance(BASE - 4)
+    assert env.mirror.step() == 2 * BASE  # failed again: the delay doubles
+    assert env.mirror.retry_connect_at == env.clock.now() + 2 * BASE
+    assert env.storage.ops.count(("connect",)) == 2
+
+    env.storage.connect_error = None
+    env.clock.advance(2 * BASE)
+    assert env.mirror.step() == 0.0
+    assert env.mirror.connected and env.mirror.connect_failures == 0
+    assert {env.row(i)["state"] for i in items} == {"done"}
+    assert {env.row(i)["attempts"] for i in items} == {0}
+    assert env.audit("nas_mirror_failed") == []
+
+
+def test_connection_lost_mid_batch_leaves_the_rest_untouched(env: Env) -> None:
+    env.storage.writes_before_disconnect = 1
+    items = {f"inst-{i}": dicom() for i in range(3)}
+    for instance_id, (data, _) in items.items():
+        env.record(instance_id, data)
+
+    wait = env.mirror.step()
+    assert wait == BASE and not env.mirror.connected
+    assert env.row("inst-0")["state"] == "done"
+    for instance_id in ("inst-1", "inst-2"):
+        row = env.row(instance_id)
+        assert (row["state"], row["attempts"]) == ("pending", 0)
+    assert "connection reset" in (env.mirror.last_error or "")
+
+    env.storage.writes_before_disconnect = None
+    env.clock.advance(wait)
+    env.drain()
+    assert {env.row(i)["state"] for i in items} == {"done"}
+    assert sorted(env.storage.files) == sorted(target_of(ds) for _, ds in items.values())
+    assert env.spool_files() == []
+
+
+# ---- re-stores and generations ---------------------------------------------------------------
+
+
+def test_restore_while_pending_supersedes_the_in_flight_item(env: Env) -> None:
+    first, ds = dicom(description="first")
+    env.record("inst-1", first)
+    (old,) = env.outbox.due(10)
+    second = changed(ds, "second")
+    env.record("inst-1", second)
+
+    assert env.outbox.done(old, "somewhere") is False
+    row = env.row("inst-1")
+    assert (row["state"], row["gen"], row["remote_path"]) == ("pending", old.gen + 1, None)
+    assert env.spool_files() == [row["spool"]]  # the old copy went, the new one stays
+    assert (env.outbox.spool_dir / row["spool"]).read_bytes() == second
+
+
+def test_restore_during_the_write_mirrors_the_new_version(env: Env) -> None:
+    first, ds = dicom(description="first")
+    second = changed(ds, "second")
+    env.record("inst-1", first)
+    env.storage.on_write = lambda _path: env.outbox.record_stored("inst-1", second)
+    env.mirror.step()
+    env.storage.on_write = None
+    assert env.row("inst-1")["state"] == "pending"  # the old generation did not close it
+    assert env.audit("nas_mirrored") == []
+
+    env.drain()
+    assert env.row("inst-1")["state"] == "done"
+    assert env.storage.files == {target_of(ds): second}
+    assert env.spool_files() == []
+    assert [a["details"]["instances"] for a in env.audit("nas_mirrored")] == [1]
+
+
+def test_stored_twice_before_mirroring_leaves_no_spool_copy(env: Env) -> None:
+    """Bug: record_stored keeps the previous spool file when the row is still pending (the
+    worker might be reading it), but nothing removes it later unless the worker restarts."""
+    data, ds = dicom()
+    env.record("inst-1", data)
+    env.record("inst-1", data)  # a modality sends the study again while the NAS is behind
+    env.drain()
+    assert env.row("inst-1")["state"] == "done"
+    assert env.storage.files == {target_of(ds): data}
+    assert env.spool_files() == []
+
+
+# ---- deletions -------------------------------------------------------------------------------
+
+
+def test_deleting_a_mirrored_instance_deletes_the_nas_copy(env: Env) -> None:
+    data, ds = dicom()
+    env.record("inst-1", data)
+    env.mirror.step()
+    path = target_of(ds)
+    assert path in env.storage.files
+
+    env.outbox.record_deleted("inst-1")
+    row = env.row("inst-1")
+    assert (row["op"], row["state"], row["gen"]) == ("delete", "pending", 2)
+    env.drain()
+    assert ("delete", path) in env.storage.ops
+    assert env.storage.files == {}
+    assert env.row("inst-1")["state"] == "done"
+
+
+def test_deleting_a_never_mirrored_instance_cancels_it(env: Env) -> None:
+    data, _ = dicom()
+    env.record("inst-1", data)
+    env.outbox.record_deleted("inst-1")
+    env.outbox.record_deleted("unknown")  # nothing queued: nothing to do
+    assert env.row("inst-1")["state"] == "cancelled"
+    assert env.mirror.step() == IDLE
+    assert env.storage.writes() == []
+    assert env.row("inst-1")["state"] == "cancelled"
+
+
+def test_deleting_a_never_mirrored_instance_leaves_no_spool_copy(env: Env) -> None:
+    """Bug: the cancelled row keeps its spool name, so the DICOM file of a deleted instance
+    stays in the spool forever (even remove_orphan_spool_files keeps it)."""
+    data, _ = dicom()
+    env.record("inst-1", data)
+    env.outbox.record_deleted("inst-1")
+    env.mirror.step()
+    env.outbox.remove_orphan_spool_files()
+    assert env.row("inst-1")["state"] == "cancelled"
+    assert env.spool_files() == []
+
+
+def test_deleting_during_the_write_leaves_no_copy_on_the_nas(env: Env) -> None:
+    """Bug: a put in flight when the instance is deleted still renames its copy into place;
+    done() then refuses the old generation and the cancelled row forgets the path."""
+    data, ds = dicom()
+    env.record("inst-1", data)
+    env.storage.on_write = lambda _path: env.outbox.record_deleted("inst-1")
+    env.drain()
+    env.storage.on_write = None
+    env.drain()
+    assert target_of(ds) not in env.storage.files
+
+
+# ---- series audit ----------------------------------------------------------------------------
+
+
+def series(count: int, **kwargs: Any) -> list[tuple[bytes, Dataset]]:
+    study, serie = generate_uid(), generate_uid()
+    return [dicom(study_uid=study, series_uid=serie, instance_number=i + 1, **kwargs)
+            for i in range(count)]
+
+
+def test_one_audit_row_per_mirrored_series(env: Env) -> None:
+    ct = series(3)
+    mr = series(1, modality="MR", patient_id="PAT-2")
+    for i, (data, _) in enumerate(ct + mr):
+        env.record(f"inst-{i}", data)
+    env.drain()
+    env.clock.advance(60)
+    env.mirror.step()
+
+    rows = {a["target"]: a for a in env.audit("nas_mirrored")}
+    assert len(env.audit("nas_mirrored")) == 2
+    ct_row = rows[ct[0][1].SeriesInstanceUID]["details"]
+    assert ct_row == {"instances": 3, "bytes": sum(len(d) for d, _ in ct),
+                      "study_uid": ct[0][1].StudyInstanceUID, "patient_id": "PAT-1"}
+    assert rows[mr[0][1].SeriesInstanceUID]["details"]["instances"] == 1
+
+
+def test_series_stays_open_while_one_of_its_instances_is_retried(env: Env) -> None:
+    instances = series(3)
+    for i, (data, _) in enumerate(instances):
+        env.record(f"inst-{i}", data)
+    env.storage.fail_paths = (target_of(instances[1][1]),)
+    env.mirror.step()
+    assert env.row("inst-1")["state"] == "pending"
+    assert env.audit("nas_mirrored") == []
+
+    env.storage.fail_paths = ()
+    env.clock.advance(BASE)
+    env.drain()
+    (row,) = env.audit("nas_mirrored")
+    assert row["details"]["instances"] == 3
+
+
+def test_series_larger_than_a_batch_gets_one_audit_row(env: Env,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bug: series_open() only sees rows already described by a pass, so a series spread over
+    several batches is closed (and audited) once per batch."""
+    monkeypatch.setattr(worker, "BATCH", 2)
+    instances = series(5)
+    for i, (data, _) in enumerate(instances):
+        env.record(f"inst-{i}", data)
+    env.drain()
+    assert {env.row(f"inst-{i}")["state"] for i in range(5)} == {"done"}
+    assert [a["details"]["instances"] for a in env.audit("nas_mirrored")] == [5]
+
+
+# ---- spool housekeeping and reconciliation ---------------------------------------------------
+
+
+def test_remove_orphan_spool_files_keeps_referenced_ones(env: Env) -> None:
+    data, _ = dicom()
+    env.record("inst-1", data)
+    (kept,) = env.spool_files()
+    (env.outbox.spool_dir / "crashed.1234.dcm").write_bytes(b"x")
+    (env.outbox.spool_dir / ".half.dcm.tmp").write_bytes(b"x")
+    assert env.outbox.remove_orphan_spool_files() == 2
+    assert env.spool_files() == [kept]
+    assert env.outbox.remove_orphan_spool_files() == 0
+
+
+def test_reconcile_enqueues_only_unknown_instances(tmp_path: Path) -> None:
+    copies = {f"inst-{i}": dicom()[0] for i in range(3)}
+    source = FakeSource(dict(copies))
+    env = make_env(tmp_path, source=source)
+    env.record("inst-0", copies["inst-0"])
+
+    assert env.mirror.reconcile() == 2
+    assert env.mirror.reconcile() == 0
+    (audit,) = env.audit("nas_reconciled")
+    assert audit["details"] == {"instances": 2}
+    for instance_id in ("inst-1", "inst-2"):
+        row = env.row(instance_id)
+        assert (row["source"], row["spool"], row["state"]) == ("reconcile", None, "pending")
+    assert env.row("inst-0")["source"] == "store"
+
+    env.drain()
+    assert sorted(source.fetched) == ["inst-1", "inst-2"]  # inst-0 came from the spool
+    assert sorted(env.storage.files.values()) == sorted(copies.values())
+
+
+def test_reconcile_without_a_source_does_nothing(env: Env) -> None:
+    assert env.mirror.reconcile() == 0
+    assert env.audit("nas_reconciled") == []
+
+
+def test_missing_spool_copy_falls_back_to_the_source(tmp_path: Path) -> None:
+    data, ds = dicom()
+    source = FakeSource({"inst-1": data})
+    env = make_env(tmp_path, source=source)
+    env.record("inst-1", data)
+    for name in env.spool_files():
+        (env.outbox.spool_dir / name).unlink()
+    env.mirror.step()
+    assert source.fetched == ["inst-1"]
+    assert env.storage.files == {target_of(ds): data}
+
+
+# ---- small pieces ----------------------------------------------------------------------------
+
+
+def test_dicom_values_and_make_storage(tmp_path: Path) -> None:
+    data, ds = dicom(patient_name="Doe^Jane")
+    values = dicom_values(data)
+    assert set(values) == set(layout.FIELDS)
+    assert values["PatientName"] == "Doe^Jane" and values["SeriesNumber"] == ""
+    assert values["SOPInstanceUID"] == ds.SOPInstanceUID
+    storage = make_storage({**nas_settings(tmp_path), "type": "local", "path": str(tmp_path)})
+    assert isinstance(storage, LocalStorage) and storage.root == tmp_path
+
+
+def test_throughput_counts_the_last_minute(env: Env) -> None:
+    data, _ = dicom()
+    env.record("inst-1", data)
+    env.mirror.step()
+    assert env.mirror.throughput() == pytest.approx(len(data) / 60)
+    env.clock.advance(61)
+    assert env.mirror.throughput() == 0.0
+
+
+def test_commands_returns_complete_lines_only() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        commands = Commands(read_fd)
+        os.write(write_fd, b"a\nb\npartial")
+        assert commands.read(1.0) == ["a", "b"]
+        assert commands.read(0) == []  # nothing new: the partial line waits
+        assert not commands.closed
+        os.write(write_fd, b" line\nconfig {}\n")
+        assert commands.read(1.0) == ["partial line", "config {}"]
+        os.close(write_fd)
+        write_fd = -1
+        assert commands.read(1.0) == []
+        assert commands.closed
+        assert commands.read(None) == []  # closed: never blocks again
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
