@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -233,6 +234,15 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_pids(pid: int) -> list[int]:
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -424,6 +434,19 @@ class Bench:
         assert self.samba is not None
         self.samba.start()
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of both Orthancs and of the mirror worker."""
+        try:
+            worker = cpu_seconds(worker_pid(self.plugin))
+        except RuntimeError:
+            worker = 0.0
+        return {"vanilla": cpu_seconds(self.vanilla.pid()),
+                "plugin": cpu_seconds(self.plugin.pid()), "worker": worker}
+
+    def cpu_since(self, before: dict[str, float]) -> dict[str, float]:
+        now = self.cpu()
+        return {k: round(now[k] - before[k], 2) for k in now}
+
     def ingest_timeout(self, count: int) -> float:
         return 120 + count * 0.2
 
@@ -431,31 +454,39 @@ class Bench:
 
     def fig1_ingest_mirror_on(self, pair: int) -> None:
         files, n = self.ingest_files, len(self.ingest_files)
+        cpu = self.cpu()
         took = storescu(self.vanilla, files, self.ingest_timeout(n))
-        self.results.add("ingest_mirror_on", "vanilla", n / took, pair, seconds=took)
+        self.results.add("ingest_mirror_on", "vanilla", n / took, pair, seconds=took,
+                         cpu_s=self.cpu_since(cpu)["vanilla"])
         self.vanilla_ingest_s = took
         self.reset(self.vanilla)
 
         before = self.nas_status()
         assert before["pending"] == 0 and before["connected"], before
+        cpu = self.cpu()
         start = time.perf_counter()
         took = storescu(self.plugin, files, self.ingest_timeout(n))
         at_end = self.nas_status()
+        ingest_cpu = self.cpu_since(cpu)
         e2e, _ = self.wait_drained(start)
+        e2e_cpu = self.cpu_since(cpu)
         copied = len([p for p in self.share_files() if p.suffix == ".dcm"])
         if copied != n:
             raise RuntimeError(f"{copied} files on the share, not {n}")
         self.results.add("ingest_mirror_on", "plugin", n / took, pair, seconds=took,
-                         mirrored_during_ingest=at_end["mirrored"] - before["mirrored"])
+                         mirrored_during_ingest=at_end["mirrored"] - before["mirrored"],
+                         cpu_s=ingest_cpu["plugin"], worker_cpu_s=ingest_cpu["worker"])
         self.results.add("end_to_end_s", "plugin", e2e, pair,
                          pending_after_ingest=at_end["pending"],
-                         drain_after_ingest_s=e2e - took)
+                         drain_after_ingest_s=e2e - took, cpu_s=e2e_cpu["plugin"],
+                         worker_cpu_s=e2e_cpu["worker"])
         self.reset(self.plugin)
 
     def fig5_smbclient(self, pair: int) -> None:
         """The baseline NAS copy: smbclient's mput of the same files to the same share."""
         assert self.samba is not None
         src = self.root / "data" / "ingest"
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(
             ["smbclient", "//127.0.0.1/nas", "-p", str(self.samba.port), "-U",
@@ -470,27 +501,36 @@ class Bench:
                 p.stat().st_size for p in copied) != self.ingest_bytes:
             raise RuntimeError(f"smbclient copied {len(copied)} files, "
                                f"not {len(self.ingest_files)}")
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.results.add("drain_mb_s", "vanilla", self.ingest_bytes / 1e6 / took, pair,
-                         seconds=took, bytes=self.ingest_bytes)
+                         seconds=took, bytes=self.ingest_bytes,
+                         smbclient_cpu_s=round(used.ru_utime + used.ru_stime
+                                               - children.ru_utime - children.ru_stime, 2))
         self.results.add("end_to_end_s", "vanilla", self.vanilla_ingest_s + took, pair,
                          ingest_s=self.vanilla_ingest_s, smbclient_s=took)
         self.clear_share()
 
     def fig2_ingest_nas_down_and_fig5_drain(self, pair: int) -> None:
         files, n = self.ingest_files, len(self.ingest_files)
+        cpu = self.cpu()
         took = storescu(self.vanilla, files, self.ingest_timeout(n))
-        self.results.add("ingest_nas_down", "vanilla", n / took, pair, seconds=took)
+        self.results.add("ingest_nas_down", "vanilla", n / took, pair, seconds=took,
+                         cpu_s=self.cpu_since(cpu)["vanilla"])
         self.reset(self.vanilla)
 
         self.samba_stop()
         try:
+            cpu = self.cpu()
             took = storescu(self.plugin, files, self.ingest_timeout(n))
+            ingest_cpu = self.cpu_since(cpu)
             before = self.nas_status()
         finally:
             self.samba_start()
         restarted = time.perf_counter()
+        cpu = self.cpu()
         self.results.add("ingest_nas_down", "plugin", n / took, pair, seconds=took,
-                         pending=before["pending"])
+                         pending=before["pending"], cpu_s=ingest_cpu["plugin"],
+                         worker_cpu_s=ingest_cpu["worker"])
         # Figure 5: from smbd's restart to an empty queue; bytes from mirrored_bytes.
         first = None
         deadline = restarted + DRAIN_TIMEOUT
@@ -512,7 +552,8 @@ class Bench:
         self.results.add("drain_mb_s", "plugin", moved / 1e6 / drain, pair, seconds=drain,
                          bytes=moved, items=status["mirrored"] - before["mirrored"],
                          reconnect_wait_s=first - restarted,
-                         mb_s_after_first_copy=moved / 1e6 / max(now - first, 1e-6))
+                         mb_s_after_first_copy=moved / 1e6 / max(now - first, 1e-6),
+                         worker_cpu_s=self.cpu_since(cpu)["worker"])
         self.reset(self.plugin)
 
     def fig3_reads(self, pair: int) -> None:
@@ -647,7 +688,7 @@ def print_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
     head = ("#", "figure", "vanilla", "plugin", "ratio/delta", "goal", "met?")
     lines = []
     for r in rows:
-        if r["value"] is None:
+        if r["value"] is None or r["plugin_only"]:
             value = "-"
         elif r["kind"] == "ratio":
             value = f"{r['value']:.3f}"

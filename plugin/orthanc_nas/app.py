@@ -96,7 +96,7 @@ class App:
                               if public_url else None)
         self.backend = AuthBackend(self.users, self.sessions, self.tokens,
                                    Policy(cfg.get("access_policy")), self.two_factor,
-                                   self.public_origin)
+                                   self.public_origin, db, clock)
         throttle = Throttle(db, clock, max_failures=auth["ip_max_failures"],
                             window_seconds=auth["ip_window_minutes"] * 60)
         self.auth = AuthService(db, self.users, self.sessions, keys, PinHasher(auth["bcrypt_cost"]),

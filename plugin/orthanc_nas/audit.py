@@ -39,7 +39,7 @@ class Audit:
         if tx is not None:
             tx.insert(sql, row)
         else:
-            with self._db.transaction() as own:
+            with self._db.transaction(invalidates=False) as own:
                 own.insert(sql, row)
 
     def search(self, q: AuditQuery) -> tuple[int, list[dict[str, Any]]]:

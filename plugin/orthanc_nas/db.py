@@ -37,8 +37,12 @@ class Transaction(Protocol):
 
 
 class Database(Protocol):
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """A ``Transaction`` committed on success, rolled back on error (writer lock)."""
+    generation: int
+    """Bumped by every committed write that may change who is allowed what."""
+
+    def transaction(self, *, invalidates: bool = True) -> AbstractContextManager[Transaction]:
+        """A ``Transaction`` committed on success, rolled back on error (writer lock).
+        ``invalidates=False`` only for writes that cannot change authentication state."""
 
     def one(self, sql: str, params: Params = ()) -> Row | None: ...
 
@@ -77,6 +81,7 @@ class SqliteDatabase:
         # Keyed by OS thread id: the Orthanc plugin gives each callback a fresh Python thread
         # state, so threading.local() would open a new connection on every request.
         self._conns: dict[int, sqlite3.Connection] = {}
+        self.generation = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._migrate()
@@ -97,7 +102,7 @@ class SqliteDatabase:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[_SqliteTransaction]:
+    def transaction(self, *, invalidates: bool = True) -> Iterator[_SqliteTransaction]:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -106,6 +111,8 @@ class SqliteDatabase:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if invalidates:
+            self.generation += 1
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
         row: Row | None = self._conn().execute(sql, params).fetchone()

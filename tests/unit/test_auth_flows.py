@@ -887,3 +887,16 @@ def test_audit_is_append_only(env: Env) -> None:
           env.app.db.transaction() as tx):
         tx.execute("DELETE FROM audit")
     assert audit_rows(env.app) == before
+
+
+def test_the_principal_cache_never_outlives_a_change_or_an_expiry(env: Env) -> None:
+    """authorize() answers from memory, but a write here, or the clock, decides at once."""
+    admin, _ = admin_ready(env)
+    assert admin.allowed("GET", "/patients")
+    assert admin.allowed("GET", "/patients")  # served from the cache
+    other = SqliteDatabase(env.app.db.path)  # a write this process cannot see (a replica)...
+    with other.transaction() as tx:
+        tx.execute("UPDATE users SET enabled = 0")
+    assert admin.allowed("GET", "/patients")
+    env.clock.advance(31)  # ...is seen at the latest after the re-read interval
+    assert not admin.allowed("GET", "/patients")

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..clock import Clock
+from ..db import Database
 from ..web import Request
 from .policy import PENDING_ROUTES, PUBLIC_ROUTES, RESTRICTED_ROUTES, Policy
-from .sessions import PENDING_COOKIE, SESSION_COOKIE, Sessions
+from .sessions import PENDING_COOKIE, SESSION_COOKIE, TOUCH_INTERVAL, Sessions
 from .tokens import Tokens
 from .users import User, Users
 
@@ -50,15 +52,25 @@ def same_origin(request: Request, public_origin: str | None) -> bool:
     return origin.netloc.lower() == headers.get("host", "").lower()
 
 
+# A credential's caller is re-read from the database at least this often (seconds), and at
+# once after any write that may change authentication state (Database.generation).
+CACHE_SECONDS = 30.0
+CACHE_ENTRIES = 10_000
+
+
 class AuthBackend:
     def __init__(self, users: Users, sessions: Sessions, tokens: Tokens, policy: Policy,
-                 two_factor: Callable[[], dict[str, Any]], public_origin: str | None) -> None:
+                 two_factor: Callable[[], dict[str, Any]], public_origin: str | None,
+                 db: Database, clock: Clock) -> None:
         self._users = users
         self._sessions = sessions
         self._tokens = tokens
         self.policy = policy
         self._two_factor = two_factor
         self._public_origin = public_origin
+        self._db = db
+        self._clock = clock
+        self._cache: dict[str, tuple[int, float, Principal]] = {}
 
     def must_enroll_totp(self, user: User) -> bool:
         tf = self._two_factor()
@@ -70,20 +82,42 @@ class AuthBackend:
     def authenticate(self, request: Request) -> Principal | None:
         """The caller of ``request``: bearer token first, then the session cookie."""
         bearer = request.bearer()
+        credential = ("t:" + bearer) if bearer is not None else (
+            "s:" + (request.cookie(SESSION_COOKIE) or ""))
+        cached = self._cache.get(credential)
+        now = self._clock.now()
+        if cached is not None and cached[0] == self._db.generation and now < cached[1]:
+            return cached[2]
+        generation = self._db.generation
+        principal, valid_until = self._authenticate(bearer, request.cookie(SESSION_COOKIE), now)
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache.clear()
+        if principal is None:
+            self._cache.pop(credential, None)
+        else:
+            self._cache[credential] = (generation, valid_until, principal)
+        return principal
+
+    def _authenticate(self, bearer: str | None, cookie: str | None,
+                      now: float) -> tuple[Principal | None, float]:
         if bearer is not None:
             owner = self._tokens.lookup(bearer)
             user = self._users.get(owner.user_id) if owner else None
             if owner is None or user is None or not user.enabled:
-                return None
+                return None, now
+            until = min(now + CACHE_SECONDS, owner.expires_at or float("inf"))
             return Principal(user, "token", token_id=owner.token_id,
-                             must_enroll_totp=self.must_enroll_totp(user))
-        session = self._sessions.lookup(request.cookie(SESSION_COOKIE), pending=False)
+                             must_enroll_totp=self.must_enroll_totp(user)), until
+        session = self._sessions.lookup(cookie, pending=False)
         if session is not None:
             user = self._users.get(session.user_id)
             if user is not None and user.enabled:
+                # Back to the database before the next last_seen touch or any expiry.
+                until = min(session.last_seen + min(TOUCH_INTERVAL, self._sessions.idle),
+                            session.expires_at, now + CACHE_SECONDS)
                 return Principal(user, "session", session.id_hash,
-                                 must_enroll_totp=self.must_enroll_totp(user))
-        return None
+                                 must_enroll_totp=self.must_enroll_totp(user)), until
+        return None, now
 
     def pending(self, request: Request) -> Principal | None:
         session = self._sessions.lookup(request.cookie(PENDING_COOKIE), pending=True)

@@ -47,10 +47,15 @@ class KeyRing:
 
     def __init__(self, master: bytes) -> None:
         self._master = master
+        self._derived: dict[str, bytes] = {}
 
     def _derive(self, purpose: str) -> bytes:
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                    info=purpose.encode()).derive(self._master)
+        key = self._derived.get(purpose)
+        if key is None:
+            key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                       info=purpose.encode()).derive(self._master)
+            self._derived[purpose] = key
+        return key
 
     def encrypt(self, purpose: str, plaintext: bytes, aad: bytes) -> bytes:
         nonce = secrets.token_bytes(12)

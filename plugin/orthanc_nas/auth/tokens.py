@@ -19,6 +19,7 @@ TOUCH_INTERVAL = 60.0
 class TokenOwner:
     token_id: int
     user_id: int
+    expires_at: float | None
 
 
 class Tokens:
@@ -49,7 +50,7 @@ class Tokens:
         if row["last_used_at"] is None or now - row["last_used_at"] >= TOUCH_INTERVAL:
             with self._db.transaction() as tx:
                 tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row["id"]))
-        return TokenOwner(row["id"], row["user_id"])
+        return TokenOwner(row["id"], row["user_id"], row["expires_at"])
 
     def list_for(self, user_id: int) -> list[dict[str, Any]]:
         now = self._clock.now()

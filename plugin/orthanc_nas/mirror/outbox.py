@@ -51,7 +51,7 @@ class Outbox:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, self.spool_dir / name)
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             old = tx.one("SELECT spool, state FROM mirror_queue WHERE instance_id = ?",
                          (instance_id,))
             tx.execute(
