@@ -6,17 +6,19 @@ callbacks; tests drive both directly with fakes.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import __version__, config
-from .audit import Audit
+from .audit import HEAD_FILE, Audit, read_head
 from .auth.backend import AuthBackend, Principal
-from .auth.keys import KeyRing, load_or_create_key
+from .auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from .auth.lockout import Lockout, Throttle
 from .auth.pins import PinHasher, PinRejected
 from .auth.policy import Policy
@@ -85,7 +87,7 @@ class App:
         auth = cfg.section("auth")
         self.max_body = auth["max_body_bytes"]
         self.settings = Settings(db, clock)
-        self.audit = Audit(db, clock)
+        self.audit = Audit(db, clock, keys.key("audit-chain"))
         self.users = Users(db)
         self.sessions = Sessions(db, keys, clock, idle_seconds=auth["session_idle_minutes"] * 60,
                                  absolute_seconds=auth["session_absolute_hours"] * 3600,
@@ -102,7 +104,7 @@ class App:
         self.auth = AuthService(db, self.users, self.sessions, keys, PinHasher(auth["bcrypt_cost"]),
                                 self.lockout, throttle, self.audit, clock, self.two_factor,
                                 {"min": auth["pin_min_length"], "max": auth["pin_max_length"]})
-        data_dir = Path(cfg.get("data_dir"))
+        data_dir = self.data_dir = Path(cfg.get("data_dir")).resolve()
         self.mirror = MirrorService(cfg, db, self.settings, keys,
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
                                     python or [sys.executable], env or {})
@@ -118,13 +120,17 @@ class App:
         self.pages = Pages()
         self.router = Router()
         from .api import account, admin, dashboard, images, login, nas
+        from .api import audit as audit_routes
         from .api import shares as share_routes
 
-        for module in (login, account, admin, nas, images, share_routes, dashboard):
+        for module in (login, account, admin, audit_routes, nas, images, share_routes,
+                       dashboard):
             module.register(self.router, self)
         self.router.add("GET", r"/api/health", self._health)
         self.pages.register(self.router, self)
         self._orthanc_version: str | None = None
+        self._stop = threading.Event()
+        self._last_prune = 0.0
 
     # ---- settings that admins may change at run time -------------------------------------
 
@@ -195,12 +201,43 @@ class App:
 
     def started(self, orthanc_url: str, orthanc_token: str) -> None:
         """Orthanc is serving: start the background work."""
+        threading.Thread(target=self._housekeeping_loop, name="orthanc-nas-housekeeping",
+                         daemon=True).start()
         db_path = getattr(self.db, "path", None)
         if db_path is not None:
-            self.mirror.start(orthanc_url, orthanc_token, str(db_path))
+            key_path = self.data_dir / KEY_FILE
+            self.mirror.start(orthanc_url, orthanc_token, str(db_path), str(key_path))
 
     def stopping(self) -> None:
+        self._stop.set()
         self.mirror.stop()
+
+    def housekeeping(self) -> None:
+        """Exports the audit chain head (log, head file; the mirror worker copies it to the
+        NAS) and prunes the audit trail past its retention, once a day."""
+        audit_cfg = self.cfg.section("audit")
+        head_file = self.data_dir / HEAD_FILE
+        head = self.audit.head()
+        if head is not None and head != read_head(head_file):
+            tmp = head_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(head))
+            tmp.replace(head_file)
+            self.log.warning(f"OrthancNAS: audit chain head id={head['id']} mac={head['mac']}")
+        now = self.clock.now()
+        if now - self._last_prune >= 86400:
+            self._last_prune = now
+            removed = self.audit.prune(now - audit_cfg["retention_days"] * 86400, "system")
+            if removed:
+                self.log.warning(f"OrthancNAS: pruned {removed} audit rows past retention")
+
+    def _housekeeping_loop(self) -> None:
+        interval = self.cfg.get("audit.head_interval_minutes") * 60
+        while not self._stop.is_set():
+            try:
+                self.housekeeping()
+            except Exception as exc:  # never let it die silently; retry next time
+                self.log.error(f"OrthancNAS: housekeeping failed: {type(exc).__name__}: {exc}")
+            self._stop.wait(interval)
 
     # ---- helpers for route handlers -------------------------------------------------------
 
@@ -281,7 +318,7 @@ def create_app(orthanc_config: dict[str, Any], env: dict[str, str], log: Log,
     data_dir = Path(cfg.get("data_dir")).resolve()
     db_path = Path(cfg.get("database.path") or data_dir / "orthanc-nas.sqlite")
     db = open_database(cfg.get("database.backend"), db_path)
-    keys = KeyRing(load_or_create_key(data_dir / "orthanc-nas.key"))
+    keys = KeyRing(load_or_create_key(data_dir / KEY_FILE))
     clock: Clock = SystemClock()
     if env.get(TEST_CLOCK_ENV):
         log.warning(f"OrthancNAS: TEST CLOCK enabled from {TEST_CLOCK_ENV}: never in production")

@@ -168,6 +168,14 @@ SCHEMA: Schema = {
                                  "before it is throttled.", _range(1, 100000)),
         "ip_window_minutes": Field(int, 15, "Window of that throttle.", _range(1, 1440)),
     },
+    "audit": {
+        "retention_days": Field(int, 2190, "Audit rows older than this are pruned (six years); "
+                                "pruning is itself audited and keeps the chain verifiable.",
+                                _range(30, 36500)),
+        "head_interval_minutes": Field(int, 10, "How often the chain head is written to "
+                                       "Orthanc's log, to <data_dir>/audit-head.json and, when "
+                                       "mirroring is on, to the NAS.", _range(1, 1440)),
+    },
     "ae_owners": Field(dict, {}, "Calling AE title -> username: instances received by C-STORE "
                        "from that AE belong to that user (admins edit it at run time too).",
                        _ae_owners),

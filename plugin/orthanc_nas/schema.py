@@ -183,3 +183,31 @@ MIGRATIONS[5] = [
 MIGRATIONS[6] = [
     "CREATE INDEX mirror_queue_study ON mirror_queue(study_uid, state)",
 ]
+MIGRATIONS[7] = [
+    # Tamper evidence: each row's MAC covers the previous row's MAC and its own content.
+    # DICOM PS3.15 A.5 vocabulary: EventID code and outcome (0, 4, 8, 12).
+    "ALTER TABLE audit ADD COLUMN event_code TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE audit ADD COLUMN outcome_code INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE audit ADD COLUMN patient_id TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE audit ADD COLUMN study_uid TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE audit ADD COLUMN mac TEXT",
+    "CREATE INDEX audit_event ON audit(event, ts)",
+    "CREATE INDEX audit_actor ON audit(actor, ts)",
+    # Retention pruning is the one exception to "no DELETE": only below the gate that the
+    # pruning transaction opens (and closes), and it leaves an anchor for verification.
+    """CREATE TABLE audit_prune_gate (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        below INTEGER NOT NULL
+    )""",
+    "INSERT INTO audit_prune_gate VALUES (1, 0)",
+    """CREATE TABLE audit_anchor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        first_id INTEGER NOT NULL,
+        prev_mac TEXT NOT NULL,
+        pruned_at REAL NOT NULL
+    )""",
+    "DROP TRIGGER audit_no_delete",
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    " WHEN OLD.id >= (SELECT below FROM audit_prune_gate WHERE id = 1)"
+    " BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+]

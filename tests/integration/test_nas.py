@@ -106,7 +106,7 @@ def test_cstore_and_upload_are_mirrored_byte_identical(
 
     def series_rows() -> list[dict[str, Any]]:  # written at the end of the worker's pass
         audit = admin.get("/api/audit", params={"event": "nas_mirrored", "limit": 1000}).json()
-        return [i for i in audit["items"] if i["details"]["patient_id"] == "NAS-CSTORE"]
+        return [i for i in audit["items"] if i["patient_id"] == "NAS-CSTORE"]
 
     rows = wait_until(series_rows, 30, "the series' audit row")
     assert len(rows) == 1 and rows[0]["details"]["instances"] == 5

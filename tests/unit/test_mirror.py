@@ -193,7 +193,7 @@ def make_env(tmp_path: Path, storage: Any = None, source: Any = None,
     clock = ManualClock()
     outbox = Outbox(db, tmp_path / "spool", clock)
     storage = FakeStorage() if storage is None else storage
-    mirror = Mirror(outbox, storage, nas_settings(tmp_path, **nas), Audit(db, clock), db, clock,
+    mirror = Mirror(outbox, storage, nas_settings(tmp_path, **nas), Audit(db, clock, b"k" * 32), db, clock,
                     source=source, rand=lambda: rand)
     return Env(db, clock, outbox, storage, mirror, tmp_path)
 
@@ -591,9 +591,10 @@ def test_one_audit_row_per_mirrored_series(env: Env) -> None:
 
     rows = {a["target"]: a for a in env.audit("nas_mirrored")}
     assert len(env.audit("nas_mirrored")) == 2
-    ct_row = rows[ct[0][1].SeriesInstanceUID]["details"]
-    assert ct_row == {"instances": 3, "bytes": sum(len(d) for d, _ in ct),
-                      "study_uid": ct[0][1].StudyInstanceUID, "patient_id": "PAT-1"}
+    ct_row = rows[ct[0][1].SeriesInstanceUID]
+    assert ct_row["details"] == {"instances": 3, "bytes": sum(len(d) for d, _ in ct)}
+    assert (ct_row["study_uid"], ct_row["patient_id"]) == (ct[0][1].StudyInstanceUID, "PAT-1")
+    assert ct_row["event_code"] == "110102"  # DICOM: Begin Transferring DICOM Instances
     assert rows[mr[0][1].SeriesInstanceUID]["details"]["instances"] == 1
 
 

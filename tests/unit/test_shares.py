@@ -68,7 +68,7 @@ def env(tmp_path: Path) -> Env:
     db = SqliteDatabase(tmp_path / "db.sqlite")
     clock = ManualClock()
     keys = KeyRing(b"k" * 32)
-    shares = Shares(db, keys, clock, Audit(db, clock), PinHasher(4),
+    shares = Shares(db, keys, clock, Audit(db, clock, b"k" * 32), PinHasher(4),
                     pin_max_attempts=PIN_MAX, view_seconds=VIEW_SECONDS)
     return Env(db, clock, keys, shares, add_user(db, "alice"), add_user(db, "bob"))
 

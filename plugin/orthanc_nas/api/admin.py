@@ -1,11 +1,10 @@
-"""Admin routes: users, 2FA configuration, audit."""
+"""Admin routes: users and the 2FA configuration."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from .. import config
-from ..audit import AuditQuery
 from ..auth.users import UserError, valid_username
 from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
 
@@ -20,17 +19,6 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
     if not raw.isdigit() or not lo <= int(raw) <= hi:
         raise ApiError(400, f"parameter {name} must be an integer from {lo} to {hi}", field=name)
     return int(raw)
-
-
-def _float_param(request: Request, name: str) -> float | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"parameter {name} must be a UNIX time in seconds",
-                       field=name) from exc
 
 
 def register(router: Router, app: App) -> None:
@@ -167,20 +155,9 @@ def register(router: Router, app: App) -> None:
                                  alert="two-factor authentication disabled system-wide")
         return json_response({"config": app.two_factor(), "source": "runtime"})
 
-    def audit_log(request: Request) -> Response:
-        app.require_admin(request)
-        q = AuditQuery(actor=request.query.get("user"), event=request.query.get("event"),
-                       outcome=request.query.get("outcome"),
-                       since=_float_param(request, "since"), until=_float_param(request, "until"),
-                       limit=int_param(request, "limit", 100, 1, 1000),
-                       offset=int_param(request, "offset", 0, 0, 10**9))
-        total, items = app.audit.search(q)
-        return json_response({"total": total, "items": items})
-
     router.add("GET", r"/api/admin/users", list_users)
     router.add("POST", r"/api/admin/users", create_user)
     router.add("PUT", r"/api/admin/users/([0-9]{1,12})", update_user)
     router.add("DELETE", r"/api/admin/users/([0-9]{1,12})", delete_user)
     router.add("GET", r"/api/2fa/config", get_2fa_config)
     router.add("POST", r"/api/2fa/config", set_2fa_config)
-    router.add("GET", r"/api/audit", audit_log)

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_BYTES = 32
+KEY_FILE = "orthanc-nas.key"  # in the data directory
 
 
 class KeyFileError(RuntimeError):
@@ -56,6 +57,10 @@ class KeyRing:
                        info=purpose.encode()).derive(self._master)
             self._derived[purpose] = key
         return key
+
+    def key(self, purpose: str) -> bytes:
+        """A 256-bit key for one purpose (e.g. the audit chain's HMAC)."""
+        return self._derive(purpose)
 
     def encrypt(self, purpose: str, plaintext: bytes, aad: bytes) -> bytes:
         nonce = secrets.token_bytes(12)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..audit import Audit
+from ..audit import HEAD_FILE, Audit
 from ..auth.keys import KeyRing
 from ..clock import Clock
 from ..db import Database
@@ -115,9 +116,10 @@ class MirrorService:
             if self.supervisor is not None:
                 self.supervisor.wake()
 
-    def start(self, orthanc_url: str, orthanc_token: str, db_path: str) -> None:
+    def start(self, orthanc_url: str, orthanc_token: str, db_path: str, key_path: str) -> None:
         boot = {"db": db_path, "spool": str(self.outbox.spool_dir), "orthanc_url": orthanc_url,
-                "orthanc_token": orthanc_token, "nas": self.effective()}
+                "orthanc_token": orthanc_token, "key": key_path, "nas": self.effective(),
+                "head_file": str(Path(key_path).parent / HEAD_FILE)}
         self.supervisor = Supervisor([*self._python, "-m", "orthanc_nas.mirror.worker"],
                                      self._env, boot, lambda _m: None)
         self.supervisor.start()

@@ -31,6 +31,7 @@ from typing import Any
 import pydicom
 
 from ..audit import FAILURE, Audit
+from ..auth.keys import KeyRing, load_or_create_key
 from ..clock import Clock, SystemClock
 from ..db import Database, open_database
 from ..nas import layout
@@ -38,6 +39,7 @@ from ..nas.storage import ConnectionFailed, LocalStorage, Storage, StorageError
 from .outbox import Item, Outbox
 
 BATCH = 50
+NAS_HEAD = "_orthanc-nas/audit-head.json"  # the audit chain head, kept on the NAS too
 THROUGHPUT_WINDOW = 60.0
 SPACE_EVERY = 30.0
 
@@ -118,6 +120,7 @@ class Mirror:
     space_at: float = -SPACE_EVERY
     recent: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
     tallies: dict[str, SeriesTally] = field(default_factory=dict)
+    exported_head: bytes = b""
 
     def backoff(self, attempts: int) -> float:
         base = self.nas["retry_base_seconds"] * 2 ** max(0, attempts - 1)
@@ -266,6 +269,22 @@ class Mirror:
                        (int(self.connected), self.last_error, self.last_error_at, total, free,
                         self.throughput(), os.getpid(), self.clock.now()))
 
+    def export_head(self, head_file: Path) -> None:
+        """Copies the audit chain head to the NAS when it changed (truncation evidence)."""
+        if not self.connected:
+            return
+        try:
+            head = head_file.read_bytes()
+        except OSError:
+            return
+        if head != self.exported_head:
+            try:
+                self.storage.write(NAS_HEAD + ".part", head)
+                self.storage.replace(NAS_HEAD + ".part", NAS_HEAD)
+                self.exported_head = head
+            except StorageError as exc:
+                self.note_error(f"audit head: {exc}")
+
     def reconcile(self) -> int:
         """Queues every instance Orthanc holds that the mirror has never seen."""
         if self.source is None:
@@ -280,8 +299,9 @@ def build(boot: dict[str, Any], clock: Clock) -> Mirror:
     db = open_database("sqlite", Path(boot["db"]))
     outbox = Outbox(db, Path(boot["spool"]), clock)
     source = OrthancSource(boot["orthanc_url"], boot["orthanc_token"])
-    return Mirror(outbox, make_storage(boot["nas"]), boot["nas"], Audit(db, clock), db, clock,
-                  source)
+    audit_key = KeyRing(load_or_create_key(Path(boot["key"]))).key("audit-chain")
+    return Mirror(outbox, make_storage(boot["nas"]), boot["nas"], Audit(db, clock, audit_key),
+                  db, clock, source)
 
 
 class Commands:
@@ -338,6 +358,7 @@ def main() -> None:  # pragma: no cover (exercised by the integration tests, in 
             except (OSError, ValueError) as exc:
                 mirror.note_error(f"reconciliation: {exc}")
         wait = mirror.step()
+        mirror.export_head(Path(boot["head_file"]))
     mirror.storage.close()  # Orthanc stopped or died: the queue is durable, nothing is lost
 
 
