@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from harness import REPO, Client, OrthancServer, admin_account, wait_until
 
 
@@ -60,7 +61,7 @@ def test_verify_finds_an_edited_row_by_api_and_command_line(
 
 def test_cutting_the_tail_is_found_through_the_exported_head(
         server: tuple[OrthancServer, Client]) -> None:
-    orthanc, admin = server
+    orthanc, _admin = server
     head_file = orthanc.data_dir / "audit-head.json"
     wait_until(head_file.exists, 30, "the chain head to be exported")
     head = json.loads(head_file.read_text())
