@@ -193,7 +193,8 @@ def make_env(tmp_path: Path, storage: Any = None, source: Any = None,
     clock = ManualClock()
     outbox = Outbox(db, tmp_path / "spool", clock)
     storage = FakeStorage() if storage is None else storage
-    mirror = Mirror(outbox, storage, nas_settings(tmp_path, **nas), Audit(db, clock, b"k" * 32), db, clock,
+    audit = Audit(db, clock, b"k" * 32)
+    mirror = Mirror(outbox, storage, nas_settings(tmp_path, **nas), audit, db, clock,
                     source=source, rand=lambda: rand)
     return Env(db, clock, outbox, storage, mirror, tmp_path)
 
