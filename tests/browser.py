@@ -49,3 +49,5 @@ def browser_login(driver: WebDriver, url: str, client: Client, account: Account)
         code = wait(driver).until(ec.visibility_of_element_located((By.ID, "code")))
         code.send_keys(client.totp_code(account))
         driver.find_element(By.ID, "code-submit").click()
+    # "/ui/login?next=/ui/x" contains "/ui/x": wait until the login page is really left.
+    wait(driver).until(lambda d: "/ui/login" not in d.current_url)
