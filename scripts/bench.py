@@ -61,6 +61,7 @@ DRAIN_TIMEOUT = 600.0
 POLL = 0.1
 BCRYPT_COST = 12
 MIB = 1024 * 1024
+FOREIGN_CPU_WARN = 2.0  # CPU seconds used by other processes during a pair
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,41 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def foreign_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds of every user process outside the bench's own process tree: another test
+    run or benchmark on the machine disturbs the figures, and the report says so."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        table[int(entry.name)] = (int(text.rsplit(")", 1)[1].split()[1]), comm)
+    ours = {os.getpid()}
+    for _ in range(64):  # bounded: the tree is never that deep
+        grown = {pid for pid, (ppid, _) in table.items() if ppid in ours} - ours
+        if not grown:
+            break
+        ours |= grown
+    kernel = {2} | {pid for pid, (ppid, _) in table.items() if ppid == 2}
+    return {pid: (comm, cpu_seconds(pid)) for pid, (_, comm) in table.items()
+            if pid not in ours and pid not in kernel}
+
+
+def foreign_cpu_since(before: dict[int, tuple[str, float]]) -> tuple[float, list[str]]:
+    """CPU seconds used by other processes since ``before``, and the busiest of them."""
+    used = []
+    for pid, (comm, now) in foreign_cpu().items():
+        spent = now - before.get(pid, (comm, 0.0))[1]
+        if spent > 0:
+            used.append((spent, f"{comm}[{pid}] {spent:.1f}s"))
+    used.sort(reverse=True)
+    return round(sum(u for u, _ in used), 2), [name for _, name in used[:5]]
 
 
 def child_pids(pid: int) -> list[int]:
@@ -679,12 +715,26 @@ class Bench:
             ("4 reads while the mirror drains", self.fig4_reads_while_draining),
             ("7 login", self.fig7_login),
         ]
+        self.extra["foreign"] = []
         for pair in range(1, self.pairs + 1):
+            foreign = foreign_cpu()
             for title, step in steps:
                 print(f"[pair {pair}/{self.pairs}] figure {title}", flush=True)
                 step(pair)
+            self.note_foreign(f"pair {pair}", foreign)
         print("[once] figure 8 memory", flush=True)
+        foreign = foreign_cpu()
         self.fig8_memory()
+        self.note_foreign("figure 8", foreign)
+
+    def note_foreign(self, what: str, before: dict[int, tuple[str, float]]) -> None:
+        spent, busiest = foreign_cpu_since(before)
+        load = os.getloadavg()[0]
+        self.extra["foreign"].append({"during": what, "cpu_s": spent, "busiest": busiest,
+                                      "load1": load})
+        if spent > FOREIGN_CPU_WARN:
+            print(f"  WARNING: other processes used {spent:.1f} CPU-s during {what} "
+                  f"({', '.join(busiest)}): these figures are disturbed", flush=True)
 
 
 # ---- report -------------------------------------------------------------------------------
@@ -719,6 +769,11 @@ def print_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
           f"{info['versions'].get('plugin')}")
     print(f"Date: {info['date']}  pairs: {info['pairs']}  smoke: {info['smoke']}  "
           f"total: {info['total_seconds']:.0f} s")
+    foreign = info.get("foreign") or []
+    disturbed = [f"{f['during']}: {f['cpu_s']:.0f} CPU-s" for f in foreign
+                 if f["cpu_s"] > FOREIGN_CPU_WARN]
+    if disturbed:
+        print(f"WARNING: other processes ran during the bench ({'; '.join(disturbed)})")
     head = ("#", "figure", "vanilla", "plugin", "ratio/delta", "goal", "met?")
     lines = []
     for r in rows:

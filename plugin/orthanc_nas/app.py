@@ -199,6 +199,10 @@ class App:
     def on_instance_deleted(self, instance_id: str) -> None:
         self.mirror.on_deleted(instance_id)
 
+    def on_study_changed(self, study_id: str) -> None:
+        """Orthanc reports a study stable (it changed) or deleted."""
+        self.catalog.forget(study_id)
+
     def started(self, orthanc_url: str, orthanc_token: str) -> None:
         """Orthanc is serving: start the background work."""
         threading.Thread(target=self._housekeeping_loop, name="orthanc-nas-housekeeping",

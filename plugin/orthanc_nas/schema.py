@@ -211,3 +211,13 @@ MIGRATIONS[7] = [
     " WHEN OLD.id >= (SELECT below FROM audit_prune_gate WHERE id = 1)"
     " BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
 ]
+MIGRATIONS[8] = [
+    # Study summaries as Orthanc's index gave them, so an unfiltered listing of tens of
+    # thousands of studies need not expand every study each time. Dropped when Orthanc
+    # reports the study stable (changed) or deleted; unknown ids are fetched again.
+    """CREATE TABLE study_index (
+        study_id TEXT PRIMARY KEY,
+        summary TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+]

@@ -14,6 +14,7 @@ import pytest
 
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.images import catalog as catalog_module
 from orthanc_nas.images.catalog import (
     Catalog,
     Filters,
@@ -51,6 +52,11 @@ class FakeOrthanc:
 
     def get(self, uri: str) -> Any:
         self.gets.append(uri)
+        by_id = {s["ID"]: s for s in self.studies}
+        if uri == "/studies":
+            return list(by_id)
+        if uri.startswith("/studies/") and uri[9:] in by_id and uri not in self.resources:
+            return dict(by_id[uri[9:]])
         if uri not in self.resources:
             raise OrthancError(f"404 {uri}")
         return self.resources[uri]
@@ -159,7 +165,25 @@ def test_search_sorts_by_date_by_default(env: Env) -> None:
     assert first["series_count"] == 2 and first["uploaded_by"] == ["alice"]
     assert first["tags"] == ["urgent"] and first["nas"] == "not queued"
     assert rows[0]["uploaded_by"] == [] and rows[0]["uploaded_at"] is None
-    assert env.orthanc.finds == [{"Level": "Study", "Expand": True, "Query": {}}]
+    assert env.orthanc.finds == []  # no DICOM filter: Orthanc's id list and the index
+
+
+def test_unfiltered_listings_use_the_summary_index(env: Env,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = env.who("admin", "admin")
+    env.catalog.search(admin, Filters())
+    reads = len([g for g in env.orthanc.gets if g.startswith("/studies/")])
+    assert reads >= 3  # each study expanded...
+    env.catalog.search(admin, Filters())
+    assert len([g for g in env.orthanc.gets if g.startswith("/studies/")]) == reads  # ...once
+    env.catalog.forget(A["ID"])  # Orthanc reported it changed
+    env.catalog.search(admin, Filters())
+    assert env.orthanc.gets[-1] == f"/studies/{A['ID']}"
+    monkeypatch.setattr(catalog_module, "INDEX_BATCH", 1)
+    for study in (A, B):
+        env.catalog.forget(study["ID"])
+    total, _ = env.catalog.search(admin, Filters())
+    assert total == 3 and env.orthanc.finds[-1]["Query"] == {}  # many unknown: one find
 
 
 @pytest.mark.parametrize(("sort", "order"), [

@@ -18,6 +18,7 @@ from ..db import Database
 
 TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:-]{0,39}")
 DATE_RE = re.compile(r"\d{8}")
+INDEX_BATCH = 200  # more unknown studies than this: one expanded find instead of N reads
 SORTS = {"date": "StudyDate", "patient_name": "PatientName", "patient_id": "PatientID",
          "description": "StudyDescription", "uploaded": "uploaded_at"}
 
@@ -161,8 +162,7 @@ class Catalog:
             query["StudyDescription"] = f.description
         if f.date_from or f.date_to:
             query["StudyDate"] = f"{f.date_from or ''}-{f.date_to or ''}"
-        studies = self._orthanc.post("/tools/find", _json({"Level": "Study", "Expand": True,
-                                                           "Query": query}))
+        studies = self._find(query)
         candidates: set[str] | None = self.visible_studies(who)
         for extra in (self._tagged(f.tag) if f.tag else None,
                       self._uploaded_by(f.uploader) if f.uploader else None):
@@ -183,6 +183,53 @@ class Catalog:
             r["tags"] = tags.get(r["id"], [])
             r["nas"] = nas.get(r["id"], "not queued")
         return len(rows), page
+
+    def _find(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        """Expanded studies matching ``query``; without DICOM constraints, Orthanc's id list
+        plus the summary index (only unknown studies are expanded)."""
+        if query:
+            return list(self._orthanc.post("/tools/find", _json(
+                {"Level": "Study", "Expand": True, "Query": query})))
+        ids: list[str] = self._orthanc.get("/studies")
+        known = self._indexed(ids)
+        missing = [i for i in ids if i not in known]
+        if len(missing) > INDEX_BATCH:
+            fresh = list(self._orthanc.post("/tools/find", _json(
+                {"Level": "Study", "Expand": True, "Query": {}})))
+        else:
+            fresh = []
+            for study_id in missing:
+                try:
+                    fresh.append(self._orthanc.get(f"/studies/{study_id}"))
+                except OrthancError:
+                    continue  # deleted meanwhile
+        self._index(fresh)
+        wanted = set(ids) - set(known)
+        return [*known.values(), *(s for s in fresh if s["ID"] in wanted)]
+
+    def _indexed(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for r in self._db.all(f"SELECT study_id, summary FROM study_index"  # noqa: S608
+                                  f" WHERE study_id IN ({marks})", chunk):
+                out[r["study_id"]] = json.loads(r["summary"])
+        return out
+
+    def _index(self, studies: list[dict[str, Any]]) -> None:
+        if not studies:
+            return
+        now = self._clock.now()
+        keep = ("ID", "MainDicomTags", "PatientMainDicomTags", "Series")
+        with self._db.transaction(invalidates=False) as tx:
+            for study in studies:
+                tx.execute("INSERT OR REPLACE INTO study_index VALUES (?, ?, ?)",
+                           (study["ID"], json.dumps({k: study.get(k) for k in keep}), now))
+
+    def forget(self, study_id: str) -> None:
+        """Orthanc changed or deleted the study: its summary is fetched again when needed."""
+        with self._db.transaction(invalidates=False) as tx:
+            tx.execute("DELETE FROM study_index WHERE study_id = ?", (study_id,))
 
     def _tagged(self, tag: str) -> set[str]:
         return {r["study_id"] for r in self._db.all(
