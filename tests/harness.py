@@ -258,7 +258,8 @@ def make_user(admin: Client, username: str, role: str) -> tuple[Client, Account]
 def storescu(server: OrthancServer, files: list[Path], aet: str = "STORESCU") -> (
         subprocess.CompletedProcess[str]):
     """Sends files with DCMTK's storescu, as a modality does."""
-    return subprocess.run(["storescu", "-aet", aet, "-aec", "ORTHANC", "127.0.0.1",
+    # DCMTK's, explicitly: pynetdicom installs a slower `storescu` of its own in the venv.
+    return subprocess.run(["/usr/bin/storescu", "-aet", aet, "-aec", "ORTHANC", "127.0.0.1",
                            str(server.dicom_port), *map(str, files)],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "TCP_NODELAY": "1"})

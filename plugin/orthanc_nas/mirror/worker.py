@@ -39,6 +39,7 @@ from ..nas.storage import ConnectionFailed, LocalStorage, Storage, StorageError
 from .outbox import Item, Outbox
 
 BATCH = 50
+RECONNECT_MAX = 30.0  # a NAS back from an outage is seen within this many seconds
 NAS_HEAD = "_orthanc-nas/audit-head.json"  # the audit chain head, kept on the NAS too
 THROUGHPUT_WINDOW = 60.0
 SPACE_EVERY = 30.0
@@ -162,7 +163,7 @@ class Mirror:
         self.connected = False
         self.connect_failures += 1
         self.note_error(error)
-        delay = self.backoff(self.connect_failures)
+        delay = min(self.backoff(self.connect_failures), RECONNECT_MAX)
         self.retry_connect_at = self.clock.now() + delay
         self.write_state()
         return delay
