@@ -111,6 +111,15 @@ const UI = {
     });
   },
 
+  /** Bytes as B, KiB, MiB... ('—' when unknown). */
+  bytes: function (n) {
+    if (n === null || n === undefined || isNaN(Number(n))) return '—';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+    let i = 0;
+    for (n = Number(n); n >= 1024 && i < units.length - 1; i++) n /= 1024;
+    return (i ? n.toFixed(n < 10 ? 1 : 0) : String(Math.round(n))) + ' ' + units[i];
+  },
+
   /** Sends the browser to the login page (session gone). */
   toLogin: function () { location.replace('/ui/login'); },
 

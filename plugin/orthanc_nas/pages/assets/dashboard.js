@@ -28,14 +28,7 @@
 
   // ---- formatting -------------------------------------------------------------------------
   function num(n) { return n === null || n === undefined || isNaN(Number(n)) ? '—' : Number(n).toLocaleString(); }
-  /** Bytes as B, KiB, MiB... ('—' when unknown). */
-  function bytes(n) {
-    if (n === null || n === undefined || isNaN(Number(n))) return '—';
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-    let i = 0;
-    for (n = Number(n); n >= 1024 && i < units.length - 1; i++) n /= 1024;
-    return (i ? n.toFixed(n < 10 ? 1 : 0) : String(Math.round(n))) + ' ' + units[i];
-  }
+  const bytes = UI.bytes;
 
   /** Figure cards: [id of the value, label, value, optional second line]. */
   function stats(cards) {

@@ -22,14 +22,7 @@
   }
 
   // ---- helpers ----------------------------------------------------------------------------
-  /** Bytes as B, KiB, MiB... ('—' when unknown). */
-  function bytes(n) {
-    if (n === null || n === undefined || isNaN(Number(n))) return '—';
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-    let i = 0;
-    for (n = Number(n); n >= 1024 && i < units.length - 1; i++) n /= 1024;
-    return (i ? n.toFixed(n < 10 ? 1 : 0) : String(Math.round(n))) + ' ' + units[i];
-  }
+  const bytes = UI.bytes;
   /** Seconds as "42 s", "5 min", "3 h 12 min", "2 d 4 h". */
   function age(s) {
     const m = Math.floor(s / 60), h = Math.floor(s / 3600), d = Math.floor(s / 86400);
