@@ -162,7 +162,7 @@ class Audit:
         anchor = self._db.one("SELECT first_id, prev_mac FROM audit_anchor WHERE id = 1")
         expected_id, prev = (anchor["first_id"], anchor["prev_mac"]) if anchor else (None,
                                                                                     GENESIS)
-        count, last_id, legacy = 0, 0, 0
+        count, last_id = 0, 0
         while True:
             rows = self._db.all(f"SELECT {', '.join(COLUMNS)}, mac FROM audit"  # noqa: S608
                                 f" WHERE id > ? ORDER BY id LIMIT ?", (last_id, batch))
@@ -170,7 +170,7 @@ class Audit:
                 break
             for row in rows:
                 if row["mac"] is None and count == 0 and anchor is None:
-                    legacy += 1  # written before the chain existed (schema 7)
+                    # written before the chain existed (schema 7): only at the very start
                     last_id, expected_id = row["id"], row["id"] + 1
                     continue
                 if expected_id is not None and row["id"] != expected_id:

@@ -86,10 +86,6 @@ def error_response(err: ApiError) -> Response:
     return json_response({"error": err.message, **err.extra}, err.status)
 
 
-def html_response(html: str, status: int = 200) -> Response:
-    return Response(status, html.encode(), HTML_TYPE)
-
-
 def redirect(location: str) -> Response:
     return Response(302, redirect=location)
 

@@ -21,6 +21,7 @@ from ..web import (
     field_of,
     json_body,
     json_response,
+    redirect,
 )
 
 if TYPE_CHECKING:
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 
 TOKEN = r"([A-Za-z0-9_-]{43})"  # noqa: S105 (a URL pattern)
 INSTANCE = r"([0-9a-f]{8}(?:-[0-9a-f]{8}){4})"
+
+
+def gone(exc: ShareGone) -> ApiError:
+    """Expired, revoked, used up or locked: 410 saying which."""
+    return ApiError(410, f"this link is no longer valid: {exc.reason}", reason=exc.reason)
 
 
 def register(router: Router, app: App) -> None:
@@ -56,8 +62,7 @@ def register(router: Router, app: App) -> None:
             app.share_throttle.failed(key)
             raise ApiError(404, "no such link") from exc
         except ShareGone as exc:
-            raise ApiError(410, f"this link is no longer valid: {exc.reason}",
-                           reason=exc.reason) from exc
+            raise gone(exc) from exc
 
     def summary(share: Share) -> dict[str, Any]:
         """What the landing page shows: no patient name or id before an explicit View."""
@@ -96,8 +101,7 @@ def register(router: Router, app: App) -> None:
         except SharePinRequired as exc:
             raise ApiError(403, str(exc), field="pin") from exc
         except ShareGone as exc:
-            raise ApiError(410, f"this link is no longer valid: {exc.reason}",
-                           reason=exc.reason) from exc
+            raise gone(exc) from exc
         response = json_response({**content(share), "viewer": f"/s/{token}/viewer"})
         response.set_cookie(VIEW_COOKIE, raw, secure=app.cookie_secure(request),
                             path=f"/s/{token}/")
@@ -123,7 +127,7 @@ def register(router: Router, app: App) -> None:
         try:
             viewing(request, token)
         except ApiError:
-            return Response(302, redirect=f"/s/{token}")
+            return redirect(f"/s/{token}")
         return Response(200, app.pages.file("share-viewer.html"), HTML_TYPE)
 
     def viewer_content(request: Request, token: str) -> Response:

@@ -40,7 +40,6 @@ class LoginResult:
     status: str  # "ok" or "2fa_required"
     raw_session: str
     user: User
-    ended_sessions: int = 0
 
 
 class AuthService:
@@ -154,7 +153,7 @@ class AuthService:
             if ended:
                 self._audit.record("session_ended_by_new_login", actor=user.username, ip=ip,
                                    tx=tx, sessions=ended)
-        return LoginResult("ok", raw, user, ended)
+        return LoginResult("ok", raw, user)
 
     def logout(self, session_hash: str, user: User, ip: str) -> None:
         with self._db.transaction() as tx:

@@ -71,19 +71,11 @@ class MirrorService:
 
     def update(self, changes: dict[str, Any], actor: str, ip: str) -> dict[str, Any]:
         """Validates and saves run-time settings (``{"reset": true}`` returns to orthanc.json)."""
-        schema = config.SCHEMA["nas"]
-        assert not isinstance(schema, config.Field)
         if changes.get("reset") is True:
             override: dict[str, Any] = {}
         else:
             override = {**self._override(), **changes}
-        merged_raw = {**self._cfg.section("nas"), **override}
-        where = f"{config.SECTION}.nas"
-        try:
-            merged = config.validate_section(schema, merged_raw, where)
-            config.check_nas(merged, where)
-        except config.ConfigError as exc:
-            raise NasConfigError(exc.key.rsplit(".", 1)[-1], str(exc)) from exc
+        self._validated({**self._cfg.section("nas"), **override}, whole=True)
         stored = {k: v for k, v in override.items() if k != SECRET}
         if SECRET in override:
             stored["password_encrypted"] = self._keys.encrypt(
@@ -162,12 +154,19 @@ class MirrorService:
         return result
 
     def candidate(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """Settings to test before saving them: the effective ones with ``changes`` applied."""
+        """Settings to test before saving them: the effective ones with ``changes`` applied
+        (each key checked; the cross-key rules only bind what is saved)."""
+        return self._validated({**self.effective(), **changes}, whole=False)
+
+    @staticmethod
+    def _validated(raw: dict[str, Any], *, whole: bool) -> dict[str, Any]:
         schema = config.SCHEMA["nas"]
         assert not isinstance(schema, config.Field)
         where = f"{config.SECTION}.nas"
         try:
-            merged = config.validate_section(schema, {**self.effective(), **changes}, where)
+            merged = config.validate_section(schema, raw, where)
+            if whole:
+                config.check_nas(merged, where)
         except config.ConfigError as exc:
             raise NasConfigError(exc.key.rsplit(".", 1)[-1], str(exc)) from exc
         return merged
