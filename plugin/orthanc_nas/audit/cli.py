@@ -11,10 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from .audit import HEAD_FILE, Audit, read_head
-from .auth.keys import KEY_FILE, KeyRing, load_or_create_key
-from .clock import SystemClock
-from .db import SqliteDatabase
+from ..auth.keys import KEY_FILE, KeyRing, load_or_create_key
+from ..clock import SystemClock
+from ..db import SqliteDatabase
+from .trail import HEAD_FILE, Audit, read_head
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .clock import Clock
-from .db import Database, Row, Transaction
+from ..clock import Clock
+from ..db import Database, Row, Transaction
 
 HEAD_FILE = "audit-head.json"  # in the data directory: the last exported chain head
 SUCCESS = "success"
