@@ -221,3 +221,22 @@ MIGRATIONS[8] = [
         updated_at REAL NOT NULL
     )""",
 ]
+MIGRATIONS[9] = [
+    # Forwarding of the audit trail to a syslog collector: the trail itself is the durable
+    # queue, this is how far the collector has acknowledged it.
+    """CREATE TABLE audit_forward (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_id INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    # "DICOM Instances Accessed" is written once per study per session (or token per day):
+    # what each scope has already been recorded for.
+    """CREATE TABLE audit_access_seen (
+        scope TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (scope, resource, kind)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX audit_access_seen_at ON audit_access_seen(seen_at)",
+]
