@@ -151,9 +151,11 @@ def _on_change(change_type: int, level: int, resource_id: str) -> None:
         elif (change_type == orthanc.ChangeType.DELETED
               and level == orthanc.ResourceType.INSTANCE):
             _app.on_instance_deleted(resource_id)
-        elif (change_type in (orthanc.ChangeType.STABLE_STUDY, orthanc.ChangeType.DELETED)
-              and level == orthanc.ResourceType.STUDY):
-            _app.on_study_changed(resource_id)
+        elif level == orthanc.ResourceType.STUDY:
+            if change_type == orthanc.ChangeType.STABLE_STUDY:
+                _app.on_study_changed(resource_id)
+            elif change_type == orthanc.ChangeType.DELETED:
+                _app.on_study_deleted(resource_id)
     except Exception as exc:
         orthanc.LogError(f"OrthancNAS: change {change_type} failed: {type(exc).__name__}: {exc}")
 

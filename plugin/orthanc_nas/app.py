@@ -16,7 +16,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import __version__, config
+from .api import transfers
 from .audit import HEAD_FILE, Audit, read_head
+from .audit.access import AccessRecorder
 from .auth.backend import AuthBackend, Principal
 from .auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from .auth.lockout import Lockout, Throttle
@@ -47,7 +49,8 @@ from .web import (
 )
 
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
-ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", "/instances")
+ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", "/instances",
+                  *transfers.ROUTE_PATTERNS)
 
 ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
 TEST_CLOCK_ENV = "ORTHANC_NAS_TEST_CLOCK_FILE"
@@ -88,6 +91,8 @@ class App:
         self.max_body = auth["max_body_bytes"]
         self.settings = Settings(db, clock)
         self.audit = Audit(db, clock, keys.key("audit-chain"))
+        self.access = AccessRecorder(db, self.audit, orthanc, clock, lambda problem: log.warning(
+            f"OrthancNAS: could not audit an access: {problem}"))
         self.users = Users(db)
         self.sessions = Sessions(db, keys, clock, idle_seconds=auth["session_idle_minutes"] * 60,
                                  absolute_seconds=auth["session_absolute_hours"] * 3600,
@@ -124,7 +129,7 @@ class App:
         from .api import shares as share_routes
 
         for module in (login, account, admin, audit_routes, nas, images, share_routes,
-                       dashboard):
+                       dashboard, transfers):
             module.register(self.router, self)
         self.router.add("GET", r"/api/health", self._health)
         self.pages.register(self.router, self)
@@ -147,7 +152,13 @@ class App:
     # ---- entry points used by the adapter -------------------------------------------------
 
     def authorize(self, request: Request) -> bool:
-        return self.backend.authorize(request)
+        allowed, principal = self.backend.decide(request)
+        if allowed and principal is not None:
+            scope = (f"s:{principal.session_hash[:16]}" if principal.session_hash
+                     else f"t:{principal.token_id}:{int(self.clock.now() // 86400)}")
+            self.access.observe(scope, principal.name, request.ip, request.method,
+                                request.path, request.query)
+        return allowed
 
     def handle(self, request: Request) -> Response:
         try:
@@ -173,6 +184,8 @@ class App:
         """Orthanc stored an instance (C-STORE, upload, modification): queue its mirror copy,
         and give it to the user mapped to the calling AE title, if any."""
         self.mirror.on_stored(instance_id, data)
+        if calling_aet:
+            self.access.observe_import(instance_id, calling_aet)
         username = self.ae_owners().get(calling_aet) if calling_aet else None
         if username:
             user = self.users.by_name(username)
@@ -200,12 +213,18 @@ class App:
         self.mirror.on_deleted(instance_id)
 
     def on_study_changed(self, study_id: str) -> None:
-        """Orthanc reports a study stable (it changed) or deleted."""
+        """Orthanc reports a study stable (it changed)."""
         self.catalog.forget(study_id)
+
+    def on_study_deleted(self, study_id: str) -> None:
+        self.catalog.forget(study_id)
+        self.access.on_study_deleted(study_id)
 
     def started(self, orthanc_url: str, orthanc_token: str) -> None:
         """Orthanc is serving: start the background work."""
         threading.Thread(target=self._housekeeping_loop, name="orthanc-nas-housekeeping",
+                         daemon=True).start()
+        threading.Thread(target=self.access.run, args=(self._stop,), name="orthanc-nas-access",
                          daemon=True).start()
         db_path = getattr(self.db, "path", None)
         if db_path is not None:
@@ -214,6 +233,7 @@ class App:
 
     def stopping(self) -> None:
         self._stop.set()
+        self.access.wake.set()
         self.mirror.stop()
 
     def housekeeping(self) -> None:
@@ -231,6 +251,7 @@ class App:
         if now - self._last_prune >= 86400:
             self._last_prune = now
             removed = self.audit.prune(now - audit_cfg["retention_days"] * 86400, "system")
+            self.access.prune()
             if removed:
                 self.log.warning(f"OrthancNAS: pruned {removed} audit rows past retention")
 

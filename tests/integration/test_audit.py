@@ -6,13 +6,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pydicom
 import pytest
 
-from harness import REPO, Client, OrthancServer, admin_account, wait_until
+from dicom_factory import write_series
+from harness import (
+    REPO,
+    Client,
+    OrthancServer,
+    admin_account,
+    free_port,
+    make_user,
+    storescu,
+    wait_until,
+)
+from orthanc_nas.images.catalog import orthanc_study_id
 
 
 @pytest.fixture
@@ -90,3 +104,97 @@ def test_exports_and_encoded_values(server: tuple[OrthancServer, Client]) -> Non
     assert "attachment" in exported.headers["Content-Disposition"]
     assert exported.json()["total"] >= 1
     assert admin.get("/api/audit", params={"format": "xml"}).status_code == 400
+
+
+# ---- coverage: reads, downloads, imports, deletions and transfers of a real Orthanc ---------
+
+def events(admin: Client, event: str, **params: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = admin.get(
+        "/api/audit", params={"event": event, "limit": 1000, **params}).json()["items"]
+    return items
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def send_study(orthanc: OrthancServer, folder: Path, patient_id: str,
+               aet: str = "STORESCU") -> tuple[str, str]:
+    """Sends a 2-instance study by C-STORE; returns its Orthanc ID and StudyInstanceUID."""
+    files = write_series(folder, 2, patient_id=patient_id)
+    assert storescu(orthanc, files, aet=aet).returncode == 0
+    study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    return orthanc_study_id(patient_id, study_uid), study_uid
+
+
+def test_reads_downloads_imports_and_deletions_are_audited_once_per_study_and_session(
+        server: tuple[OrthancServer, Client], tmp_path: Path) -> None:
+    orthanc, admin = server
+    study_id, study_uid = send_study(orthanc, tmp_path / "a", "AUD-1")
+    imported = wait_until(lambda: events(admin, "instances_imported"), 30, "the import row")
+    assert len(imported) == 1
+    row = imported[0]
+    assert (row["actor"], row["ip"], row["event_code"]) == ("AE:STORESCU", "127.0.0.1", "110107")
+    assert (row["patient_id"], row["study_uid"], row["target"]) == ("AUD-1", study_uid, study_id)
+    assert row["details"]["calling_aet"] == "STORESCU"
+
+    # The same study again from the same AE is the same import; another study is another.
+    study = admin.get(f"/studies/{study_id}").json()
+    series_id = study["Series"][0]
+    instance_id = admin.get(f"/series/{series_id}").json()["Instances"][0]
+    other_id, _ = send_study(orthanc, tmp_path / "b", "AUD-2")
+    wait_until(lambda: events(admin, "instances_imported", target=other_id), 30, "2nd import")
+    assert len(events(admin, "instances_imported", target=study_id)) == 1
+
+    for _ in range(3):  # Explorer, REST and DICOMweb reads of one study: one row
+        assert admin.get(f"/studies/{study_id}").status_code == 200
+        assert admin.get(f"/series/{series_id}/instances").status_code == 200
+        assert admin.get(f"/instances/{instance_id}/simplified-tags").status_code == 200
+        assert admin.get(f"/dicom-web/studies/{study_uid}/metadata").status_code == 200
+    assert admin.get(f"/studies/{study_id}/archive").status_code == 200
+    downloads = wait_until(lambda: events(admin, "study_downloaded"), 30, "the download row")
+    assert (downloads[0]["target"], downloads[0]["event_code"]) == (study_id, "110106")
+    accessed = events(admin, "instances_accessed", target=study_id)  # queued before it
+    assert [(r["actor"], r["ip"], r["patient_id"], r["study_uid"]) for r in accessed] == [
+        ("admin", "127.0.0.1", "AUD-1", study_uid)]
+
+    viewer, _ = make_user(admin, "aud-viewer", "viewer")  # another session: another row
+    assert viewer.get(f"/dicom-web/studies/{study_uid}/series").status_code == 200
+    wait_until(lambda: events(admin, "instances_accessed", user="aud-viewer"), 30,
+               "the viewer's row")
+
+    assert admin.delete(f"/studies/{study_id}").status_code == 200
+    deleted = wait_until(lambda: events(admin, "study_deleted"), 30, "the deletion row")
+    assert [(r["actor"], r["patient_id"], r["study_uid"], r["event_code"]) for r in deleted] == [
+        ("admin", "AUD-1", study_uid, "110105")]
+
+
+def test_sending_to_a_modality_is_audited_per_study(
+        server: tuple[OrthancServer, Client], tmp_path: Path) -> None:
+    orthanc, admin = server
+    received = tmp_path / "received"
+    received.mkdir()
+    port = free_port()
+    scp = subprocess.Popen(["/usr/bin/storescp", "-od", str(received), "-aet", "RECEIVER",
+                            str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: listening(port), 30, "storescp to listen")
+        assert admin.put("/modalities/receiver", {"AET": "RECEIVER", "Host": "127.0.0.1",
+                                                  "Port": port}).status_code == 200
+        study_id, study_uid = send_study(orthanc, tmp_path / "a", "AUD-SEND")
+        r = admin.post("/modalities/receiver/store", data=study_id)
+        assert r.status_code == 200, r.text
+        assert len(list(received.iterdir())) == 2  # the job finished before the answer
+    finally:
+        scp.terminate()
+        scp.wait(10)
+    sent = events(admin, "instances_sent")
+    assert [(r["actor"], r["outcome_code"], r["study_uid"], r["event_code"], r["details"])
+            for r in sent] == [("admin", 0, study_uid, "110102", {"modality": "receiver"})]
+
+    r = admin.post("/modalities/receiver/store", {"Resources": [study_id]})  # nobody listens
+    assert r.status_code == 502 and "error" in r.json()
+    failed = events(admin, "instances_sent", outcome="failure")
+    assert len(failed) == 1 and failed[0]["study_uid"] == study_uid
+    assert admin.post("/modalities/nowhere/store", data=study_id).status_code in (400, 404)

@@ -49,13 +49,17 @@ EVENT_CODES = {
                      "totp_enrollment_started", "backup_codes_generated", "backup_code_used",
                      "token_created", "token_revoked", "audit_verification_failed",
                      "audit_pruned", "share_created", "share_revoked", "share_expired",
-                     "share_pin_failed"), SECURITY_ALERT),
+                     "share_pin_failed", "audit_observations_dropped"), SECURITY_ALERT),
     **dict.fromkeys(("share_opened", "instances_accessed"), INSTANCES_ACCESSED),
-    **dict.fromkeys(("nas_mirrored", "nas_mirror_failed"), BEGIN_TRANSFERRING),
-    "share_downloaded": EXPORT, "instance_uploaded": IMPORT, "study_deleted": STUDY_DELETED,
+    **dict.fromkeys(("nas_mirrored", "nas_mirror_failed", "instances_sent",
+                     "retrieve_requested"), BEGIN_TRANSFERRING),
+    **dict.fromkeys(("share_downloaded", "study_downloaded"), EXPORT),
+    **dict.fromkeys(("instance_uploaded", "instances_imported"), IMPORT),
+    "study_deleted": STUDY_DELETED,
 }
 # Outcome indicators: 0 success, 4 minor failure, 8 serious failure, 12 major failure.
-SERIOUS = frozenset({"lockout", "audit_verification_failed", "nas_mirror_failed"})
+SERIOUS = frozenset({"lockout", "audit_verification_failed", "nas_mirror_failed",
+                     "audit_observations_dropped"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 

@@ -128,20 +128,25 @@ class AuthBackend:
 
     def authorize(self, request: Request) -> bool:
         """The filter's decision: public route, or an authenticated caller the policy admits."""
+        return self.decide(request)[0]
+
+    def decide(self, request: Request) -> tuple[bool, Principal | None]:
+        """The decision, and the authenticated caller it was made for (if any)."""
         route = (request.method, request.path)
         if route in PUBLIC_ROUTES:
-            return request.method in SAFE_METHODS or self._origin_ok(request, cookie=False)
+            return (request.method in SAFE_METHODS
+                    or self._origin_ok(request, cookie=False)), None
         principal = self.authenticate(request)
         if principal is None:
             if route in PENDING_ROUTES and self.pending(request) is not None:
-                return self._origin_ok(request, cookie=True)
-            return False
+                return self._origin_ok(request, cookie=True), None
+            return False, None
         if request.method not in SAFE_METHODS and not self._origin_ok(
                 request, cookie=principal.via == "session"):
-            return False
+            return False, principal
         if principal.restricted:
-            return route in RESTRICTED_ROUTES
-        return self.policy.allows(principal.user.role, request.method, request.path)
+            return route in RESTRICTED_ROUTES, principal
+        return self.policy.allows(principal.user.role, request.method, request.path), principal
 
     def _origin_ok(self, request: Request, *, cookie: bool) -> bool:
         """Cookie-borne state changes must prove their origin; others must not contradict it."""

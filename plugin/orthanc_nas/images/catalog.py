@@ -73,11 +73,19 @@ class Filters:
     offset: int = 0
 
 
+def _orthanc_id(text: str) -> str:
+    h = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+    return "-".join(h[i:i + 8] for i in range(0, 40, 8))
+
+
 def orthanc_study_id(patient_id: str, study_uid: str) -> str:
     """Orthanc's identifier of a study: SHA-1 of ``PatientID|StudyInstanceUID``, dashed."""
-    digest = hashlib.sha1(f"{patient_id}|{study_uid}".encode(), usedforsecurity=False)
-    h = digest.hexdigest()
-    return "-".join(h[i:i + 8] for i in range(0, 40, 8))
+    return _orthanc_id(f"{patient_id}|{study_uid}")
+
+
+def orthanc_patient_id(patient_id: str) -> str:
+    """Orthanc's identifier of a patient: SHA-1 of ``PatientID``, dashed."""
+    return _orthanc_id(patient_id)
 
 
 def valid_tag(tag: str) -> bool:
