@@ -1,4 +1,5 @@
-"""End to end in real headless Chromium: login page, PIN + TOTP, Orthanc Explorer, logout."""
+"""End to end in real headless Chromium: login page, PIN + TOTP, Orthanc Explorer, logout,
+and the admin page's audit log (filters, export, chain verification)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,30 @@ def test_login_with_totp_lands_in_orthanc_explorer_then_logout(
     browser.get(orthanc.url + "/app/explorer.html")  # the session is gone server-side
     wait(browser).until(ec.url_contains("/ui/login"))
     assert "Browser" not in browser.page_source
+
+
+def test_admin_filters_exports_and_verifies_the_audit_log(
+        browser: WebDriver, orthanc: OrthancServer, admin: Client) -> None:
+    client, account = make_user(admin, "audit-admin", "admin")
+    browser_login(browser, orthanc.url + "/ui/admin", client, account)
+    browser.find_element(By.ID, "audit-user").send_keys("audit-admin")
+    browser.find_element(By.ID, "audit-event").send_keys("login")
+    browser.find_element(By.ID, "audit-search").click()
+
+    def actors(driver: WebDriver) -> list[str] | None:
+        rows = driver.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
+        cells = [row.find_elements(By.TAG_NAME, "td") for row in rows]
+        found = [c[1].text for c in cells if len(c) > 1]
+        return found if found and set(found) == {"audit-admin"} else None
+
+    assert wait(browser).until(actors)
+    href = browser.find_element(By.ID, "audit-csv").get_attribute("href") or ""
+    assert "user=audit-admin" in href and "event=login" in href and "format=csv" in href
+    exported = admin.get(href.removeprefix(orthanc.url))
+    lines = exported.text.strip().split("\r\n")
+    assert exported.status_code == 200 and len(lines) >= 2
+    assert all(",audit-admin," in line for line in lines[1:])
+
+    browser.find_element(By.ID, "audit-verify").click()
+    result = wait(browser).until(ec.visibility_of_element_located((By.ID, "audit-verify-result")))
+    wait(browser).until(lambda _d: result.text.startswith("The chain verifies"))

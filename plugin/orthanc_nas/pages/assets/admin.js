@@ -192,28 +192,49 @@
 
   // ---- audit log --------------------------------------------------------------------------
 
-  async function loadAudit() {
-    const query = new URLSearchParams({ limit: String(PAGE), offset: String(auditOffset) });
-    [['user', 'audit-user'], ['event', 'audit-event'], ['outcome', 'audit-outcome']].forEach(function (p) {
+  function auditFilters() {
+    const query = new URLSearchParams();
+    [['user', 'audit-user'], ['event', 'audit-event'], ['outcome', 'audit-outcome'],
+      ['patient', 'audit-patient'], ['study', 'audit-study']].forEach(function (p) {
       const value = $(p[1]).value.trim();
       if (value) query.set(p[0], value);
     });
+    [['since', 'audit-since'], ['until', 'audit-until']].forEach(function (p) {
+      const value = $(p[1]).value;  // local time, as the admin reads it
+      if (value) query.set(p[0], String(new Date(value).getTime() / 1000));
+    });
+    ['csv', 'json'].forEach(function (format) {
+      const exported = new URLSearchParams(query);
+      exported.set('format', format);
+      exported.set('limit', '100000');
+      $('audit-' + format).href = '/api/audit?' + exported.toString();
+    });
+    return query;
+  }
+
+  async function loadAudit() {
+    const query = auditFilters();
+    query.set('limit', String(PAGE));
+    query.set('offset', String(auditOffset));
     let answer;
     try { answer = await api('GET', '/api/audit?' + query.toString()); } catch (err) { UI.fail('audit-error', err); return; }
     UI.say('audit-error', '');
     const items = answer.items || [];
     const body = $('audit-table').tBodies[0];
     body.textContent = '';
-    if (!items.length) body.insertRow().appendChild(UI.el('td', { colspan: '7', className: 'empty' }, 'No entries.'));
+    if (!items.length) body.insertRow().appendChild(UI.el('td', { colspan: '8', className: 'empty' }, 'No entries.'));
     items.forEach(function (e) {
       const row = body.insertRow();
       row.appendChild(UI.cell(UI.time(e.ts)));
       row.appendChild(UI.cell(e.actor || '—'));
       row.appendChild(UI.cell(e.ip || '—', 'mono'));
-      row.appendChild(UI.cell(e.event));
+      const event = UI.cell(e.event);
+      event.title = (e.event_name || '') + ' (DCM ' + e.event_code + ')';
+      row.appendChild(event);
       const outcome = UI.el('td');
       outcome.appendChild(badge(e.outcome || '—', e.outcome === 'success' ? 'good' : 'bad'));
       row.appendChild(outcome);
+      row.appendChild(UI.cell([e.patient_id, e.study_uid].filter(Boolean).join(' / ') || '—', 'mono small'));
       row.appendChild(UI.cell(e.target || '—'));
       const details = e.details && Object.keys(e.details).length ? JSON.stringify(e.details) : '';
       row.appendChild(UI.cell(details, 'details mono small'));
@@ -228,6 +249,19 @@
     event.preventDefault();
     auditOffset = 0;
     UI.busy($('audit-search'), loadAudit);
+  });
+  $('audit-form').addEventListener('change', auditFilters);
+  $('audit-verify').addEventListener('click', function () {
+    UI.busy($('audit-verify'), async function () {
+      const out = $('audit-verify-result');
+      let result;
+      try { result = await api('GET', '/api/audit/verify'); } catch (err) { UI.fail('audit-error', err); return; }
+      out.hidden = false;
+      out.className = result.ok ? 'ok' : 'alert';
+      out.textContent = result.ok
+        ? 'The chain verifies: ' + result.rows + ' rows, head #' + result.head.id + '.'
+        : 'The chain is broken at row #' + result.first_bad_id + ': ' + result.problem;
+    });
   });
   $('audit-prev').addEventListener('click', function () { auditOffset = Math.max(0, auditOffset - PAGE); loadAudit(); });
   $('audit-next').addEventListener('click', function () { auditOffset += PAGE; loadAudit(); });
