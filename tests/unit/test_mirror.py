@@ -70,6 +70,10 @@ class FakeStorage:
         if self.on_write is not None:
             self.on_write(path)
 
+    def write_and_read(self, path: str, data: bytes) -> bytes:
+        self.write(path, data)
+        return self.read(path)
+
     def read(self, path: str) -> bytes:
         self.ops.append(("read", path))
         if path not in self.files:
@@ -256,24 +260,37 @@ def test_end_to_end_on_a_local_folder(tmp_path: Path) -> None:
     assert env.spool_files() == []
 
 
-def test_instance_already_on_the_nas_is_done_without_writing(env: Env) -> None:
+def test_reconciled_instance_already_on_the_nas_is_done_without_writing(
+        tmp_path: Path) -> None:
     data, ds = dicom()
     path = target_of(ds)
+    env = make_env(tmp_path, source=FakeSource({"inst-1": data}))
     env.storage.files[path] = data
-    env.record("inst-1", data)
+    env.outbox.enqueue_missing(["inst-1"], "reconcile")
     env.mirror.step()
     assert env.storage.writes() == []
     assert not [op for op in env.storage.ops if op[0] == "replace"]
     assert env.row("inst-1")["state"] == "done"
     assert env.row("inst-1")["remote_path"] == path
-    assert env.spool_files() == []
 
 
-def test_different_file_of_the_same_size_at_the_path_is_replaced(env: Env) -> None:
+def test_a_file_just_received_is_written_without_looking_first(env: Env) -> None:
     data, ds = dicom()
     path = target_of(ds)
-    env.storage.files[path] = bytes(len(data))
+    env.storage.files[path] = data  # e.g. the same instance sent twice
     env.record("inst-1", data)
+    env.mirror.step()
+    assert [op[0] for op in env.storage.ops if op[0] != "connect"][:3] == [
+        "write", "read", "replace"]
+    assert env.storage.files == {path: data} and env.spool_files() == []
+
+
+def test_different_file_of_the_same_size_at_the_path_is_replaced(tmp_path: Path) -> None:
+    data, ds = dicom()
+    path = target_of(ds)
+    env = make_env(tmp_path, source=FakeSource({"inst-1": data}))
+    env.storage.files[path] = bytes(len(data))
+    env.outbox.enqueue_missing(["inst-1"], "reconcile")
     env.mirror.step()
     assert env.storage.files == {path: data}
     assert env.storage.writes() == [part_of(path)]

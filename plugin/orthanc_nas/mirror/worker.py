@@ -195,13 +195,19 @@ class Mirror:
                              study_uid=values["StudyInstanceUID"],
                              series_uid=values["SeriesInstanceUID"], size=len(data),
                              sha256=digest)
-        existing = self.storage.stat(path)
-        if not (existing and existing.size == len(data) and self._same(path, digest)):
+        # A retry, a reconciliation or a backfill may find its identical copy already there;
+        # a file just received is written straight away (one SMB round trip saved).
+        fresh = item.attempts == 0 and item.spool is not None
+        existing = None if fresh else self.storage.stat(path)
+        if not (existing and existing.size == len(data) and self._same(
+                self.storage.read(path), digest)):
             folder, _, name = path.rpartition("/")
             temporary = f"{folder}/.{name}.part" if folder else f".{name}.part"
             try:
-                self.storage.write(temporary, data)
-                if self.nas["verify"] and not self._same(temporary, digest, len(data)):
+                if not self.nas["verify"]:
+                    self.storage.write(temporary, data)
+                elif not self._same(self.storage.write_and_read(temporary, data), digest,
+                                    len(data)):
                     raise StorageError("verify", "the copy read back differs from the original")
             except StorageError:
                 with contextlib.suppress(StorageError):
@@ -213,8 +219,8 @@ class Mirror:
         elif self.outbox.cancelled(item.instance_id):
             self.storage.delete(path)  # deleted in Orthanc while copied, deletions propagate
 
-    def _same(self, path: str, digest: str, size: int | None = None) -> bool:
-        back = self.storage.read(path)
+    @staticmethod
+    def _same(back: bytes, digest: str, size: int | None = None) -> bool:
         return (size is None or len(back) == size) and hashlib.sha256(back).hexdigest() == digest
 
     def _bytes(self, item: Item) -> bytes:

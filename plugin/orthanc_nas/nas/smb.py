@@ -1,4 +1,10 @@
-"""SMB 2/3 storage through smbprotocol (Windows, Synology, QNAP, Samba)."""
+"""SMB 2/3 storage through smbprotocol (Windows, Synology, QNAP, Samba).
+
+The mirror's two hot operations are sent as SMB2 compound requests, one round trip each:
+create + write + flush + read + close (the copy and its read-back), and create + rename +
+close. smbprotocol is pure Python and spends ~2 ms of CPU per message: smbclient's file API
+used 17 messages per mirrored file, this uses 8.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import smbclient
+from smbclient._pool import get_smb_tree  # pinned smbprotocol: the pool's tree, for compounds
+from smbprotocol import MAX_PAYLOAD_SIZE
 from smbprotocol.exceptions import (
     AccessDenied,
     BadNetworkName,
@@ -17,6 +25,18 @@ from smbprotocol.exceptions import (
     SMBConnectionClosed,
     SMBException,
     SMBOSError,
+)
+from smbprotocol.file_info import FileRenameInformation
+from smbprotocol.open import (
+    CreateDisposition,
+    CreateOptions,
+    FileAttributes,
+    FilePipePrinterAccessMask,
+    ImpersonationLevel,
+    Open,
+    ShareAccess,
+    SMB2SetInfoRequest,
+    SMB2SetInfoResponse,
 )
 
 from .storage import ConnectionFailed, Entry, Space, StorageError, clean_relative
@@ -83,23 +103,62 @@ class SmbStorage:
     def write(self, path: str, data: bytes) -> None:
         folder = str(clean_relative(path).parent)
         self._makedirs("" if folder == "." else folder)
+        self._call("write", smbclient_write, self._unc(path), data)
 
-        def put(unc: str, **session: Any) -> None:
-            with smbclient.open_file(unc, mode="wb", **session) as f:
-                f.write(data)
-                f.flush()
+    def write_and_read(self, path: str, data: bytes) -> bytes:
+        folder = str(clean_relative(path).parent)
+        self._makedirs("" if folder == "." else folder)
+        return self._call("write", self._write_and_read, self._unc(path), data)
 
-        self._call("write", put, self._unc(path))
+    def _write_and_read(self, unc: str, data: bytes, **session: Any) -> bytes:
+        tree, name = get_smb_tree(unc, **session)
+        connection = tree.session.connection
+        if len(data) > min(connection.max_write_size, connection.max_read_size):
+            smbclient_write(unc, data, **session)  # large files: chunked by smbclient
+            return smbclient_read(unc, **session)
+        handle = Open(tree, name)
+        access = (FilePipePrinterAccessMask.GENERIC_READ
+                  | FilePipePrinterAccessMask.GENERIC_WRITE)
+        steps = [handle.create(ImpersonationLevel.Impersonation, access,
+                               FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
+                               CreateDisposition.FILE_OVERWRITE_IF,
+                               CreateOptions.FILE_NON_DIRECTORY_FILE, send=False),
+                 handle.write(data, 0, send=False), handle.flush(send=False),
+                 handle.read(0, len(data), send=False), handle.close(send=False)]
+        answers = _compound(tree, steps, credits=2 * _credits(len(data)) + 3)
+        back: bytes = answers[3]
+        return back
 
     def read(self, path: str) -> bytes:
-        def get(unc: str, **session: Any) -> bytes:
-            with smbclient.open_file(unc, mode="rb", **session) as f:
-                return bytes(f.read())
-
-        return self._call("read", get, self._unc(path))
+        return self._call("read", smbclient_read, self._unc(path))
 
     def replace(self, source: str, target: str) -> None:
-        self._call("rename", smbclient.replace, self._unc(source), self._unc(target))
+        self._call("rename", self._rename, self._unc(source), self._unc(target))
+
+    @staticmethod
+    def _rename(source: str, target: str, **session: Any) -> None:
+        tree, name = get_smb_tree(source, **session)
+        target_name = get_smb_tree(target, **session)[1]
+        handle = Open(tree, name)
+        rename = FileRenameInformation()
+        rename["replace_if_exists"] = True
+        rename["file_name"] = target_name
+        request = SMB2SetInfoRequest()
+        request["info_type"] = rename.INFO_TYPE
+        request["file_info_class"] = rename.INFO_CLASS
+        request["file_id"] = handle.file_id  # related compound: the file just opened
+        request["buffer"] = rename
+
+        def renamed(sent: Any) -> None:
+            SMB2SetInfoResponse().unpack(handle.connection.receive(sent)["data"].get_value())
+
+        _compound(tree, [handle.create(ImpersonationLevel.Impersonation,
+                                       FilePipePrinterAccessMask.DELETE,
+                                       FileAttributes.FILE_ATTRIBUTE_NORMAL,
+                                       ShareAccess.FILE_SHARE_READ,
+                                       CreateDisposition.FILE_OPEN,
+                                       CreateOptions.FILE_NON_DIRECTORY_FILE, send=False),
+                         (request, renamed), handle.close(send=False)], credits=3)
 
     def delete(self, path: str) -> None:
         try:
@@ -135,6 +194,44 @@ class SmbStorage:
 
     def close(self) -> None:
         self._reset()
+
+
+def smbclient_write(unc: str, data: bytes, **session: Any) -> None:
+    with smbclient.open_file(unc, mode="wb", **session) as f:
+        f.write(data)
+        f.flush()
+
+
+def smbclient_read(unc: str, **session: Any) -> bytes:
+    with smbclient.open_file(unc, mode="rb", **session) as f:
+        return bytes(f.read())
+
+
+def _credits(size: int) -> int:
+    return max(1, (size - 1) // int(MAX_PAYLOAD_SIZE) + 1)
+
+
+def _compound(tree: Any, steps: list[tuple[Any, Callable[[Any], Any]]], credits: int
+              ) -> list[Any]:
+    """Sends related requests in one round trip and unpacks every answer (in order, so an
+    error answer raises only after all were received)."""
+    connection = tree.session.connection
+    window = connection.sequence_window
+    if window["high"] - window["low"] < credits:  # ask the server for enough credits first
+        connection.echo(sid=tree.session.session_id, credit_request=credits + 8)
+    sent = connection.send_compound([request for request, _ in steps], tree.session.session_id,
+                                    tree.tree_connect_id, related=True)
+    answers: list[Any] = []
+    failure: Exception | None = None
+    for (_, unpack), request in zip(steps, sent, strict=True):
+        try:
+            answers.append(unpack(request))
+        except Exception as exc:  # drain the rest, then raise the first
+            answers.append(None)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return answers
 
 
 def _describe(exc: BaseException) -> str:

@@ -51,6 +51,9 @@ class Storage(Protocol):
     def write(self, path: str, data: bytes) -> None:
         """Creates or truncates ``path`` (parents included), writes and flushes ``data``."""
 
+    def write_and_read(self, path: str, data: bytes) -> bytes:
+        """``write``, then returns what the storage holds at ``path`` (for verification)."""
+
     def read(self, path: str) -> bytes: ...
 
     def replace(self, source: str, target: str) -> None:
@@ -99,6 +102,10 @@ class LocalStorage:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+    def write_and_read(self, path: str, data: bytes) -> bytes:
+        self.write(path, data)
+        return self.read(path)
 
     def read(self, path: str) -> bytes:
         return self._abs(path).read_bytes()
