@@ -345,10 +345,12 @@ def wrk(url: str, seconds: int, cookie: str | None) -> dict[str, float]:
 
 
 class Bench:
-    def __init__(self, sizes: Sizes, pairs: int, root: Path) -> None:
+    def __init__(self, sizes: Sizes, pairs: int, root: Path,
+                 only: frozenset[int] | None = None) -> None:
         self.sizes = sizes
         self.pairs = pairs
         self.root = root
+        self.only = only
         self.results = Results(sizes)
         self.samba: SambaServer | None = None
         self.vanilla_server: VanillaServer | None = None
@@ -719,9 +721,14 @@ class Bench:
         for pair in range(1, self.pairs + 1):
             foreign = foreign_cpu()
             for title, step in steps:
+                numbers = {int(n) for n in title.split()[0].split("+")}
+                if self.only is not None and not numbers & self.only:
+                    continue
                 print(f"[pair {pair}/{self.pairs}] figure {title}", flush=True)
                 step(pair)
             self.note_foreign(f"pair {pair}", foreign)
+        if self.only is not None and 8 not in self.only:
+            return
         print("[once] figure 8 memory", flush=True)
         foreign = foreign_cpu()
         self.fig8_memory()
@@ -805,6 +812,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON file of the raw figures")
     parser.add_argument("--read-seconds", type=int, default=None, help="wrk -d (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--only", default=None, help="figure numbers to measure, e.g. 1,5 "
+                        "(development; the README's table comes from a full run)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("run as root: the bench starts smbd")
@@ -820,7 +829,9 @@ def main(argv: list[str] | None = None) -> int:
                             "machine": machine(), "pairs": pairs, "smoke": args.smoke,
                             "sizes": asdict(sizes), "workdir": str(root)}
     print(f"Orthanc NAS bench: {pairs} pair(s), work in {root}", flush=True)
-    bench = Bench(sizes, pairs, root)
+    only = frozenset(int(n) for n in args.only.split(",")) if args.only else None
+    info["only"] = sorted(only) if only else None
+    bench = Bench(sizes, pairs, root, only)
     ok = False
     try:
         print("[setup] data, Samba, vanilla and plugin Orthanc, logins", flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from . import __version__, config
 from .api import transfers
 from .audit import HEAD_FILE, Audit, read_head
 from .audit.access import AccessRecorder
+from .audit.forwarder import Forwarder
+from .audit.syslog import Sender, TcpSender, UdpSender
 from .auth.backend import AuthBackend, Principal
 from .auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from .auth.lockout import Lockout, Throttle
@@ -34,6 +37,7 @@ from .health import run_checks
 from .images.catalog import Catalog, orthanc_study_id
 from .images.dashboard import Dashboard
 from .images.shares import Shares
+from .logs import Log
 from .mirror.outbox import Outbox
 from .mirror.service import MirrorService
 from .pages import Pages
@@ -69,13 +73,6 @@ class OrthancApi(Protocol):
     def delete(self, uri: str) -> None: ...
 
 
-class Log(Protocol):
-    def info(self, message: str) -> None: ...
-
-    def warning(self, message: str) -> None: ...
-
-    def error(self, message: str) -> None: ...
-
 
 class App:
     def __init__(self, cfg: config.Config, db: Database, keys: KeyRing, clock: Clock, log: Log,
@@ -93,6 +90,7 @@ class App:
         self.audit = Audit(db, clock, keys.key("audit-chain"))
         self.access = AccessRecorder(db, self.audit, orthanc, clock, lambda problem: log.warning(
             f"OrthancNAS: could not audit an access: {problem}"))
+        self.forwarder = self._forwarder(cfg.section("audit")["syslog"])
         self.users = Users(db)
         self.sessions = Sessions(db, keys, clock, idle_seconds=auth["session_idle_minutes"] * 60,
                                  absolute_seconds=auth["session_absolute_hours"] * 3600,
@@ -135,7 +133,22 @@ class App:
         self.pages.register(self.router, self)
         self._orthanc_version: str | None = None
         self._stop = threading.Event()
+        self._forward_wake = threading.Event()
         self._last_prune = 0.0
+
+    def _forwarder(self, syslog: dict[str, Any]) -> Forwarder | None:
+        """Forwarding of the trail to a syslog collector, when configured."""
+        if not syslog["enabled"]:
+            return None
+
+        def sender() -> Sender:
+            kind = TcpSender if syslog["protocol"] == "tcp" else UdpSender
+            return kind(syslog["host"], syslog["port"])
+
+        hostname = socket.gethostname()
+        return Forwarder(self.db, sender, self.clock, self.log,
+                         source_id=syslog["source_id"] or hostname, hostname=hostname,
+                         app_name=syslog["app_name"], facility=syslog["facility"])
 
     # ---- settings that admins may change at run time -------------------------------------
 
@@ -226,6 +239,9 @@ class App:
                          daemon=True).start()
         threading.Thread(target=self.access.run, args=(self._stop,), name="orthanc-nas-access",
                          daemon=True).start()
+        if self.forwarder is not None:
+            threading.Thread(target=self.forwarder.run, args=(self._stop, self._forward_wake),
+                             name="orthanc-nas-syslog", daemon=True).start()
         db_path = getattr(self.db, "path", None)
         if db_path is not None:
             key_path = self.data_dir / KEY_FILE
@@ -234,6 +250,7 @@ class App:
     def stopping(self) -> None:
         self._stop.set()
         self.access.wake.set()
+        self._forward_wake.set()
         self.mirror.stop()
 
     def housekeeping(self) -> None:
@@ -291,6 +308,7 @@ class App:
             "database": self._check_database,
             "two_factor": self._check_two_factor,
             "nas": self._check_nas,
+            "audit_forwarding": self._check_forwarding,
         })
         body.update(plugin_version=__version__, orthanc_version=self._orthanc_version_text())
         return json_response(body, status)
@@ -311,6 +329,12 @@ class App:
         tf = self.two_factor()
         self.keys.mac("health", "probe")
         return {"ok": True, "enabled": tf["enabled"], "allowed_methods": tf["allowed_methods"]}
+
+    def _check_forwarding(self) -> dict[str, Any]:
+        if self.forwarder is None:
+            return {"ok": True, "enabled": False}
+        status = self.forwarder.status()
+        return {**status, "ok": not status["failing"]}
 
     def _check_nas(self) -> dict[str, Any]:
         status = self.mirror.status()

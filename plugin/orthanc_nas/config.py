@@ -175,6 +175,21 @@ SCHEMA: Schema = {
         "head_interval_minutes": Field(int, 10, "How often the chain head is written to "
                                        "Orthanc's log, to <data_dir>/audit-head.json and, when "
                                        "mirroring is on, to the NAS.", _range(1, 1440)),
+        "syslog": {
+            "enabled": Field(bool, False, "Forward the audit trail to a syslog collector as "
+                             "DICOM audit messages (RFC 5424); rows stay queued while it is "
+                             "unreachable."),
+            "host": Field(str, "", "Syslog collector host name or address (required when "
+                          "enabled)."),
+            "port": Field(int, 514, "Syslog collector port.", _range(1, 65535)),
+            "protocol": Field(str, "tcp", "'tcp' (RFC 6587 octet counting, reconnects) or "
+                              "'udp' (RFC 5426; delivery cannot be confirmed).",
+                              _one_of("udp", "tcp")),
+            "facility": Field(int, 10, "Syslog facility (10: security/authorization).",
+                              _range(0, 23)),
+            "app_name": Field(str, "orthanc-nas", "APP-NAME of the syslog messages."),
+            "source_id": Field(str, "", "AuditSourceID in the messages; empty: the host name."),
+        },
     },
     "ae_owners": Field(dict, {}, "Calling AE title -> username: instances received by C-STORE "
                        "from that AE belong to that user (admins edit it at run time too).",
@@ -281,6 +296,10 @@ def load(orthanc_config: Mapping[str, Any]) -> Config:
         raise ConfigError(f"{SECTION}.shares.default_expiry_hours", "at most max_expiry_hours")
     if shares["default_max_views"] > shares["max_views"]:
         raise ConfigError(f"{SECTION}.shares.default_max_views", "at most max_views")
+    syslog = values["audit"]["syslog"]
+    if syslog["enabled"] and not syslog["host"].strip():
+        raise ConfigError(f"{SECTION}.audit.syslog.host",
+                          "a non-empty string when audit.syslog.enabled is true")
     auth = values["auth"]
     if auth["pin_max_length"] < auth["pin_min_length"]:
         raise ConfigError(f"{SECTION}.auth.pin_max_length", "at least auth.pin_min_length")

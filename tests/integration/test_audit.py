@@ -9,6 +9,7 @@ import json
 import socket
 import sqlite3
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from harness import (
     Client,
     OrthancServer,
     admin_account,
+    deep_merge,
     free_port,
     make_user,
     storescu,
     wait_until,
 )
 from orthanc_nas.images.catalog import orthanc_study_id
+from syslog_collector import TcpCollector, parse, row_id, trail_details
 
 
 @pytest.fixture
@@ -198,3 +201,44 @@ def test_sending_to_a_modality_is_audited_per_study(
     failed = events(admin, "instances_sent", outcome="failure")
     assert len(failed) == 1 and failed[0]["study_uid"] == study_uid
     assert admin.post("/modalities/nowhere/store", data=study_id).status_code in (400, 404)
+
+
+# ---- forwarding to an audit repository -------------------------------------------------------
+
+def test_the_trail_reaches_a_syslog_collector_and_an_outage_loses_nothing(
+        tmp_path: Path) -> None:
+    from conftest import FAST
+
+    collector = TcpCollector()  # bound but not accepting yet: the collector is down
+    syslog = {"enabled": True, "host": "127.0.0.1", "port": collector.port, "protocol": "tcp",
+              "source_id": "clinic-pacs"}
+    orthanc = OrthancServer(tmp_path, deep_merge(FAST, {"OrthancNAS": {"audit": {
+        "syslog": syslog}}})).start()
+    try:
+        admin = orthanc.client()
+        admin.onboard(admin_account(), "Blue-Harbor-PIN-2024!")  # rows written meanwhile
+        down = wait_until(lambda: (h := orthanc.client().get("/api/health").json()[
+            "checks"]["audit_forwarding"])["failing"] and h, 60, "the outage to be reported")
+        assert down["ok"] is False and down["pending"] >= 5 and down["last_error"]
+        collector.start()
+        head = admin.get("/api/audit", params={"limit": 1}).json()["items"][0]["id"]
+        got: dict[int, tuple[str, ET.Element]] = {}
+
+        def everything() -> bool:
+            while not collector.messages.empty():
+                match, root = parse(collector.messages.get())
+                assert match["msgid"] == b"DICOM+RFC3881"
+                got[row_id(root)] = (trail_details(root)["event"], root)
+            return set(range(1, head + 1)) <= set(got)
+
+        wait_until(everything, 90, "every row written during the outage to arrive")
+        logins = [root for event, root in got.values() if event == "login"]
+        event_id = logins[0].find("EventIdentification/EventID")
+        assert event_id is not None and event_id.get("csd-code") == "110114"
+        source = logins[0].find("AuditSourceIdentification")
+        assert source is not None and source.get("AuditSourceID") == "clinic-pacs"
+        wait_until(lambda: orthanc.client().get("/api/health").json()["checks"][
+            "audit_forwarding"]["pending"] == 0, 30, "the queue to be empty")
+    finally:
+        orthanc.stop()
+        collector.stop()
