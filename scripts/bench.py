@@ -372,7 +372,8 @@ class Bench:
                          min(s.per_series, s.big - i), INGEST_PATIENTS[1], 512))
         jobs.append((data / "read", s.read_fixture, READ_PATIENT, 64))
         chunk = max(1, min(1000, s.memory // 2))
-        for i in range(0, s.memory, chunk):
+        memory = s.memory if self.only is None or 8 in self.only else 0
+        for i in range(0, memory, chunk):
             jobs.append((data / "memory" / f"s{i // chunk:03}", min(chunk, s.memory - i),
                          MEM_PATIENT, 64))
         for folder, count, patient, size in jobs:

@@ -110,7 +110,7 @@ class App:
         data_dir = self.data_dir = Path(cfg.get("data_dir")).resolve()
         self.mirror = MirrorService(cfg, db, self.settings, keys,
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
-                                    python or [sys.executable], env or {})
+                                    python or [sys.executable], env or {}, self._spool_failed)
         self.catalog = Catalog(db, orthanc, clock,
                                lambda ids: self.mirror.outbox.state_of(db, ids))
         shares = cfg.section("shares")
@@ -149,6 +149,10 @@ class App:
         return Forwarder(self.db, sender, self.clock, self.log,
                          source_id=syslog["source_id"] or hostname, hostname=hostname,
                          app_name=syslog["app_name"], facility=syslog["facility"])
+
+    def _spool_failed(self, problem: str) -> None:
+        self.log.error(f"OrthancNAS: could not queue received instances for the NAS "
+                       f"({problem}); the next reconciliation will queue them")
 
     # ---- settings that admins may change at run time -------------------------------------
 

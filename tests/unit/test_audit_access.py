@@ -166,3 +166,17 @@ def test_study_of_any_level(env: Any) -> None:
     assert recorder.study_of_any(INSTANCE).study_uid == "1.2.3"
     assert recorder.study_of_any(PATIENT).patient_id == "PAT-9"
     assert recorder.study_of_any("nothing") is None
+
+
+def test_imports_wait_while_a_modality_is_sending(env: Any) -> None:
+    recorder, _audit, _orthanc, clock, _errors = env
+    recorder.observe_import(INSTANCE, "CT01")
+    assert not recorder.due()  # the modality may still be sending
+    clock.advance(access_module.INGEST_QUIET)
+    assert recorder.due()
+    recorder.observe_import(INSTANCE, "CT01")
+    clock.advance(access_module.MAX_DEFER)  # the first entry must not wait forever
+    recorder.observe_import(INSTANCE, "CT01")
+    assert recorder.due()
+    recorder.drain()
+    assert not recorder.due()  # nothing left

@@ -33,6 +33,8 @@ _LEVELS = {"patients": "patient", "studies": "study", "series": "series",
 
 IMPORT_WINDOW = 900.0  # seconds without an instance from that AE for that study: a new import
 DELETE_WINDOW = 3600.0  # seconds a requested deletion waits for Orthanc to report it
+INGEST_QUIET = 1.0  # seconds without a received instance before imports are resolved...
+MAX_DEFER = 30.0  # ...unless an entry has waited this long
 SEEN_DAYS = 8  # dedup rows are kept a little longer than the longest session
 QUEUE_MAX = 20_000
 MEMORY_MAX = 50_000
@@ -107,6 +109,7 @@ class AccessRecorder:
         self._parents: dict[str, str] = {}  # series id -> study id
         self.wake = threading.Event()
         self.dropped = 0
+        self._last_import = 0.0
 
     # ---- observing: called from Orthanc's callbacks, must stay cheap ----------------------
 
@@ -130,8 +133,9 @@ class AccessRecorder:
 
     def observe_import(self, instance_id: str, calling_aet: str) -> None:
         """Orthanc stored an instance received by C-STORE from ``calling_aet``."""
+        self._last_import = now = self._clock.now()
         self._push(Observation("import", "instance", instance_id, calling_aet,
-                               calling_aet, "", self._clock.now()))
+                               calling_aet, "", now))
 
     def _push(self, item: Observation) -> None:
         if len(self._queue) == QUEUE_MAX:
@@ -158,6 +162,7 @@ class AccessRecorder:
             except Exception as exc:  # one bad entry must not stop the others
                 self._on_error(f"{item.kind} of {item.level} {item.resource}: "
                                f"{type(exc).__name__}")
+            time.sleep(0)  # hand the interpreter to Orthanc's callbacks between entries
         if self.dropped:
             dropped, self.dropped = self.dropped, 0
             self._audit.record("audit_observations_dropped", actor="system", ip="",
@@ -250,12 +255,25 @@ class AccessRecorder:
             tx.execute("DELETE FROM audit_access_seen WHERE seen_at < ?",
                        (self._clock.now() - SEEN_DAYS * 86400,))
 
+    def due(self) -> bool:
+        """Something to record now: not while a modality is sending (resolving competes with
+        ingest for the interpreter), unless the oldest entry waited too long or many wait."""
+        if not self._queue:
+            return False
+        now = self._clock.now()
+        return (now - self._last_import >= INGEST_QUIET or now - self._queue[0].at >= MAX_DEFER
+                or len(self._queue) >= QUEUE_MAX // 2)
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self.wake.wait(5.0)
             self.wake.clear()
-            try:
-                while self.drain():
-                    time.sleep(0)  # let Orthanc's callbacks take the interpreter
-            except Exception as exc:  # the database may be busy: try again on the next wake
-                self._on_error(type(exc).__name__)
+            while self._queue and not stop.is_set():
+                if not self.due():
+                    stop.wait(INGEST_QUIET)
+                    continue
+                try:
+                    self.drain(limit=20)
+                except Exception as exc:  # the database may be busy: try again later
+                    self._on_error(type(exc).__name__)
+                    stop.wait(1.0)

@@ -6,6 +6,7 @@ the spool folder (so a later deletion in Orthanc cannot lose them) and its row i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -46,24 +47,42 @@ class Outbox:
 
     def record_stored(self, instance_id: str, data: bytes) -> None:
         """Spools the instance's bytes, then queues it (again, for a duplicate)."""
-        name = f"{instance_id}.{secrets.token_hex(4)}.dcm"
-        tmp = self.spool_dir / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, self.spool_dir / name)
+        self.record_stored_many([(instance_id, data)])
+
+    def record_stored_many(self, received: list[tuple[str, bytes]]) -> None:
+        """Spools each instance's bytes, then queues them all in one transaction. An instance
+        that cannot be spooled (disk full) is queued to be fetched from Orthanc instead."""
+        spooled: list[tuple[str, str | None, int]] = []
+        for instance_id, data in received:
+            name: str | None = f"{instance_id}.{secrets.token_hex(4)}.dcm"
+            tmp = self.spool_dir / f".{name}.tmp"
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, self.spool_dir / f"{name}")
+            except OSError:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                name = None
+            spooled.append((instance_id, name, len(data)))
+        superseded = []
+        now = self._clock.now()
         with self._db.transaction(invalidates=False) as tx:
-            old = tx.one("SELECT spool, state FROM mirror_queue WHERE instance_id = ?",
-                         (instance_id,))
-            tx.execute(
-                "INSERT INTO mirror_queue (instance_id, state, source, spool, size,"
-                " enqueued_at) VALUES (?, 'pending', 'store', ?, ?, ?)"
-                " ON CONFLICT(instance_id) DO UPDATE SET gen = gen + 1, op = 'put',"
-                " state = 'pending', source = 'store', spool = excluded.spool,"
-                " size = excluded.size, attempts = 0, next_attempt_at = 0, last_error = NULL,"
-                " enqueued_at = excluded.enqueued_at",
-                (instance_id, name, len(data), self._clock.now()))
-        if old is not None and old["spool"]:
-            self.remove_spool(old["spool"])  # superseded (the worker falls back to Orthanc)
+            for instance_id, name, size in spooled:
+                old = tx.one("SELECT spool FROM mirror_queue WHERE instance_id = ?",
+                             (instance_id,))
+                if old is not None and old["spool"]:
+                    superseded.append(old["spool"])
+                tx.execute(
+                    "INSERT INTO mirror_queue (instance_id, state, source, spool, size,"
+                    " enqueued_at) VALUES (?, 'pending', 'store', ?, ?, ?)"
+                    " ON CONFLICT(instance_id) DO UPDATE SET gen = gen + 1, op = 'put',"
+                    " state = 'pending', source = 'store', spool = excluded.spool,"
+                    " size = excluded.size, attempts = 0, next_attempt_at = 0,"
+                    " last_error = NULL, enqueued_at = excluded.enqueued_at",
+                    (instance_id, name, size, now))
+        for name in superseded:  # the worker falls back to Orthanc if it was reading one
+            self.remove_spool(name)
 
     def record_deleted(self, instance_id: str) -> None:
         """Orthanc deleted the instance and deletions propagate: remove it from the NAS."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..clock import Clock
 from ..db import Database
 from ..settings import Settings
 from .outbox import Outbox
+from .spooler import Spooler
 from .supervisor import Supervisor
 
 SECRET = "password"  # noqa: S105 (the name of the key, not a password)
@@ -30,7 +32,7 @@ class NasConfigError(ValueError):
 class MirrorService:
     def __init__(self, cfg: config.Config, db: Database, settings: Settings, keys: KeyRing,
                  outbox: Outbox, audit: Audit, clock: Clock, python: list[str],
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], on_error: Callable[[str], None]) -> None:
         self._cfg = cfg
         self._db = db
         self._settings = settings
@@ -42,6 +44,7 @@ class MirrorService:
         self._env = env
         self.supervisor: Supervisor | None = None
         self._effective: dict[str, Any] | None = None
+        self.spooler = Spooler(outbox, self._wake, on_error)
 
     # ---- settings ---------------------------------------------------------------------------
 
@@ -95,15 +98,15 @@ class MirrorService:
 
     def on_stored(self, instance_id: str, data: bytes) -> None:
         if self.effective()["enabled"]:
-            try:
-                self.outbox.record_stored(instance_id, data)
-            except OSError:  # no room to spool: the worker will fetch it from Orthanc
-                self.outbox.enqueue_missing([instance_id], "store")
-            if self.supervisor is not None:
-                self.supervisor.wake()
+            self.spooler.submit(instance_id, data)
+
+    def _wake(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.wake()
 
     def on_deleted(self, instance_id: str) -> None:
         if self.effective()["on_delete"] == "propagate":
+            self.spooler.flush()  # it may still be on its way to the outbox
             self.outbox.record_deleted(instance_id)
             if self.supervisor is not None:
                 self.supervisor.wake()
@@ -117,6 +120,7 @@ class MirrorService:
         self.supervisor.start()
 
     def stop(self) -> None:
+        self.spooler.flush()
         if self.supervisor is not None:
             self.supervisor.stop()
 

@@ -1,0 +1,107 @@
+"""The spooler takes received instances off the ingest path: everything submitted reaches the
+outbox, a burst is bounded in memory, and failures are retried, then reported."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from orthanc_nas.clock import ManualClock
+from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.mirror import spooler as spooler_module
+from orthanc_nas.mirror.outbox import Outbox
+from orthanc_nas.mirror.spooler import Spooler
+
+WAIT = 10.0
+
+
+def make(tmp_path: Path) -> tuple[Outbox, SqliteDatabase]:
+    db = SqliteDatabase(tmp_path / "db.sqlite")
+    return Outbox(db, tmp_path / "spool", ManualClock()), db
+
+
+def test_everything_submitted_reaches_the_outbox_and_wakes_the_worker(tmp_path: Path) -> None:
+    outbox, db = make(tmp_path)
+    wakes: list[int] = []
+    spooler = Spooler(outbox, lambda: wakes.append(1), lambda _m: None)
+    for i in range(500):
+        spooler.submit(f"inst-{i}", bytes([i % 256]) * 100)
+    assert spooler.flush(WAIT)
+    rows = db.all("SELECT instance_id, spool, size, state FROM mirror_queue")
+    assert len(rows) == 500 and {r["state"] for r in rows} == {"pending"}
+    assert all((outbox.spool_dir / r["spool"]).read_bytes() == bytes([int(
+        r["instance_id"][5:]) % 256]) * 100 for r in rows)
+    assert wakes and len(wakes) <= 500 and spooler.pending_bytes == 0
+
+
+def test_a_duplicate_replaces_the_pending_spool_file(tmp_path: Path) -> None:
+    outbox, db = make(tmp_path)
+    spooler = Spooler(outbox, lambda: None, lambda _m: None)
+    spooler.submit("inst-1", b"first")
+    assert spooler.flush(WAIT)
+    spooler.submit("inst-1", b"second")
+    assert spooler.flush(WAIT)
+    row = db.one("SELECT spool, gen FROM mirror_queue WHERE instance_id = 'inst-1'")
+    assert row is not None and row["gen"] == 2
+    assert [p.read_bytes() for p in outbox.spool_dir.iterdir()] == [b"second"]
+
+
+def test_a_burst_waits_when_too_many_bytes_are_pending(tmp_path: Path) -> None:
+    outbox, db = make(tmp_path)
+    release = threading.Event()
+    real = outbox.record_stored_many
+
+    def slow(batch: list[tuple[str, bytes]]) -> None:
+        release.wait(WAIT)
+        real(batch)
+
+    outbox.record_stored_many = slow  # type: ignore[method-assign]
+    spooler = Spooler(outbox, lambda: None, lambda _m: None, max_pending_bytes=1000)
+    spooler.submit("inst-0", b"x" * 1500)  # taken by the thread, which now waits
+    submitted = threading.Event()
+
+    def hook() -> None:
+        spooler.submit("inst-1", b"y" * 10)
+        submitted.set()
+
+    threading.Thread(target=hook, daemon=True).start()
+    assert not submitted.wait(0.3)  # held back: 1,500 bytes pending > 1,000
+    release.set()
+    assert submitted.wait(WAIT) and spooler.flush(WAIT)
+    assert len(db.all("SELECT 1 FROM mirror_queue")) == 2
+
+
+def test_database_failures_are_retried_then_reported(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spooler_module, "RETRY_SECONDS", 0.0)
+    outbox, db = make(tmp_path)
+    failures = [RuntimeError("database is locked")] * 2
+    real = outbox.record_stored_many
+
+    def flaky(batch: list[tuple[str, bytes]]) -> None:
+        if failures:
+            raise failures.pop()
+        real(batch)
+
+    outbox.record_stored_many = flaky  # type: ignore[method-assign]
+    errors: list[str] = []
+    spooler = Spooler(outbox, lambda: None, errors.append)
+    spooler.submit("inst-1", b"data")
+    assert spooler.flush(WAIT)
+    assert errors == [] and len(db.all("SELECT 1 FROM mirror_queue")) == 1
+    failures.extend([RuntimeError("disk I/O error")] * spooler_module.ATTEMPTS)
+    spooler.submit("inst-2", b"data")
+    assert spooler.flush(WAIT)
+    assert len(errors) == 1 and "disk I/O error" in errors[0]
+
+
+def test_an_instance_that_cannot_be_spooled_is_fetched_from_orthanc(tmp_path: Path) -> None:
+    outbox, db = make(tmp_path)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    outbox.spool_dir = blocker  # every spool write fails (as on a full disk)
+    outbox.record_stored_many([("inst-1", b"data")])
+    row = db.one("SELECT spool, state FROM mirror_queue WHERE instance_id = 'inst-1'")
+    assert row is not None and row["spool"] is None and row["state"] == "pending"
