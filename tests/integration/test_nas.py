@@ -150,6 +150,8 @@ def test_kill_9_mid_mirror_then_restart(nas_orthanc: tuple[OrthancServer, Client
     db = sqlite3.connect(server.data_dir / "orthanc-nas.sqlite")
     (worker_pid,) = db.execute("SELECT worker_pid FROM nas_state").fetchone()
     db.close()
+    niceness = int(Path(f"/proc/{worker_pid}/stat").read_text().rpartition(")")[2].split()[16])
+    assert niceness == 10  # mirroring yields the CPU to Orthanc receiving images
     server.stop(kill=True)
     os.kill(worker_pid, signal.SIGKILL)  # the worker dies mid-copy too
     server.start()

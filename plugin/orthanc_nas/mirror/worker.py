@@ -330,7 +330,11 @@ class Commands:
         return [line.decode() for line in lines]
 
 
+NICENESS = 10  # below Orthanc: receiving images comes first, mirroring them follows
+
+
 def main() -> None:  # pragma: no cover (exercised by the integration tests, in a process)
+    os.nice(NICENESS)
     commands = Commands(sys.stdin.fileno())
     first: list[str] = []
     while not first and not commands.closed:
