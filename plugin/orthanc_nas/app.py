@@ -7,6 +7,7 @@ callbacks; tests drive both directly with fakes.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import sys
@@ -34,7 +35,7 @@ from .auth.users import Users
 from .clock import Clock, OffsetClock, SystemClock
 from .db import Database, open_database
 from .health import run_checks
-from .images.catalog import Catalog, orthanc_study_id
+from .images.catalog import Catalog, OrthancError, orthanc_study_id
 from .images.dashboard import Dashboard
 from .images.shares import Shares
 from .logs import Log
@@ -56,6 +57,7 @@ from .web import (
 ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", "/instances",
                   *transfers.ROUTE_PATTERNS)
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
 TEST_CLOCK_ENV = "ORTHANC_NAS_TEST_CLOCK_FILE"
 
@@ -77,13 +79,15 @@ class OrthancApi(Protocol):
 class App:
     def __init__(self, cfg: config.Config, db: Database, keys: KeyRing, clock: Clock, log: Log,
                  orthanc: OrthancApi, python: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, orthanc_storage: Path | None = None
+                 ) -> None:
         self.cfg = cfg
         self.db = db
         self.keys = keys
         self.clock = clock
         self.log = log
         self.orthanc = orthanc
+        self._orthanc_storage = orthanc_storage
         auth = cfg.section("auth")
         self.max_body = auth["max_body_bytes"]
         self.settings = Settings(db, clock)
@@ -110,7 +114,8 @@ class App:
         data_dir = self.data_dir = Path(cfg.get("data_dir")).resolve()
         self.mirror = MirrorService(cfg, db, self.settings, keys,
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
-                                    python or [sys.executable], env or {}, self._spool_failed)
+                                    python or [sys.executable], env or {}, self._spool_failed,
+                                    self._stored_file)
         self.catalog = Catalog(db, orthanc, clock,
                                lambda ids: self.mirror.outbox.state_of(db, ids))
         shares = cfg.section("shares")
@@ -149,6 +154,19 @@ class App:
         return Forwarder(self.db, sender, self.clock, self.log,
                          source_id=syslog["source_id"] or hostname, hostname=hostname,
                          app_name=syslog["app_name"], facility=syslog["facility"])
+
+    def _stored_file(self, instance_id: str) -> Path | None:
+        """Orthanc's own file of an instance, when it is kept uncompressed in a folder."""
+        if self._orthanc_storage is None:
+            return None
+        try:
+            info = self.orthanc.get(f"/instances/{instance_id}/attachments/dicom/info")
+        except OrthancError:
+            return None
+        uuid = str(info.get("Uuid", ""))
+        if info.get("CompressedSize") != info.get("UncompressedSize") or not UUID.fullmatch(uuid):
+            return None
+        return self._orthanc_storage / uuid[:2] / uuid[2:4] / uuid
 
     def _spool_failed(self, problem: str) -> None:
         self.log.error(f"OrthancNAS: could not queue received instances for the NAS "
@@ -380,6 +398,8 @@ def create_app(orthanc_config: dict[str, Any], env: dict[str, str], log: Log,
     python = [str(venv_python) if venv_python.exists() else "/usr/bin/python3"]
     plugin_dir = str(Path(__file__).resolve().parent.parent)
     child_env = {**env, "PYTHONPATH": plugin_dir}
-    app = App(cfg, db, keys, clock, log, orthanc, python, child_env)
+    # Orthanc's own files, relative to its working directory (which is ours: same process).
+    storage = Path(str(orthanc_config.get("StorageDirectory", "OrthancStorage"))).resolve()
+    app = App(cfg, db, keys, clock, log, orthanc, python, child_env, storage)
     bootstrap_admin(app, env)
     return app

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -19,6 +20,7 @@ from browser import browser_login, wait
 from conftest import FAST
 from dicom_factory import ct_instance, write_series
 from harness import Client, OrthancServer, admin_account, deep_merge, storescu, wait_until
+from orthanc_nas.images.catalog import orthanc_patient_id
 from samba import SambaServer
 
 DRAIN_TIMEOUT = 180
@@ -140,6 +142,33 @@ def test_an_smb_outage_loses_nothing(nas_orthanc: tuple[OrthancServer, Client],
     ids = patient_instances(admin, "NAS-OUTAGE")
     assert len(ids) == 200
     assert_mirrored(samba.share_dir, admin, ids)
+
+
+def test_deleted_in_orthanc_before_it_is_mirrored_is_still_mirrored(
+        nas_orthanc: tuple[OrthancServer, Client], samba: SambaServer, tmp_path: Path) -> None:
+    server, admin = nas_orthanc
+    files = write_series(tmp_path, 4, patient_id="NAS-GONE")
+    spool = server.data_dir / "mirror-spool"
+    samba.stop()
+    try:
+        assert storescu(server, files).returncode == 0
+        ids = patient_instances(admin, "NAS-GONE")
+
+        def spooled() -> list[Path]:
+            found = [p for p in spool.iterdir() if p.name.split(".")[0] in ids]
+            return found if len(found) == len(ids) else []
+
+        linked = wait_until(spooled, 60, "the instances to be spooled")
+        assert all(p.stat().st_nlink == 2 for p in linked)  # Orthanc's own files, not copies
+        assert admin.delete(f"/patients/{orthanc_patient_id('NAS-GONE')}").status_code == 200
+        assert all(p.stat().st_nlink == 1 for p in linked)  # gone from Orthanc, kept here
+    finally:
+        samba.start()
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain")
+    on_nas = [pydicom.dcmread(p) for p in (samba.share_dir / "NAS-GONE").rglob("*.dcm")]
+    sent = [pydicom.dcmread(f) for f in files]
+    assert sorted((d.SOPInstanceUID, d.PixelData) for d in on_nas) == sorted(
+        (d.SOPInstanceUID, d.PixelData) for d in sent)
 
 
 def test_kill_9_mid_mirror_then_restart(nas_orthanc: tuple[OrthancServer, Client],

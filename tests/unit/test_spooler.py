@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,9 +54,9 @@ def test_a_burst_waits_when_too_many_bytes_are_pending(tmp_path: Path) -> None:
     release = threading.Event()
     real = outbox.record_stored_many
 
-    def slow(batch: list[tuple[str, bytes]]) -> None:
+    def slow(batch: list[tuple[str, bytes]], stored_file: Any) -> None:
         release.wait(WAIT)
-        real(batch)
+        real(batch, stored_file)
 
     outbox.record_stored_many = slow  # type: ignore[method-assign]
     spooler = Spooler(outbox, lambda: None, lambda _m: None, max_pending_bytes=1000)
@@ -80,10 +81,10 @@ def test_database_failures_are_retried_then_reported(tmp_path: Path,
     failures = [RuntimeError("database is locked")] * 2
     real = outbox.record_stored_many
 
-    def flaky(batch: list[tuple[str, bytes]]) -> None:
+    def flaky(batch: list[tuple[str, bytes]], stored_file: Any) -> None:
         if failures:
             raise failures.pop()
-        real(batch)
+        real(batch, stored_file)
 
     outbox.record_stored_many = flaky  # type: ignore[method-assign]
     errors: list[str] = []
@@ -105,3 +106,20 @@ def test_an_instance_that_cannot_be_spooled_is_fetched_from_orthanc(tmp_path: Pa
     outbox.record_stored_many([("inst-1", b"data")])
     row = db.one("SELECT spool, state FROM mirror_queue WHERE instance_id = 'inst-1'")
     assert row is not None and row["spool"] is None and row["state"] == "pending"
+
+
+def test_orthancs_own_file_is_linked_not_copied(tmp_path: Path) -> None:
+    outbox, db = make(tmp_path)
+    stored = tmp_path / "orthanc-storage" / "ab" / "cd" / "abcd-file"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"the dicom bytes")
+    outbox.record_stored_many([("linked", b"the dicom bytes"), ("other-size", b"longer bytes!!!!"),
+                               ("unknown", b"x")],
+                              lambda i: stored if i in ("linked", "other-size") else None)
+    spools = {r["instance_id"]: outbox.spool_dir / r["spool"]
+              for r in db.all("SELECT instance_id, spool FROM mirror_queue")}
+    assert spools["linked"].stat().st_ino == stored.stat().st_ino  # the same file, no copy
+    assert spools["other-size"].read_bytes() == b"longer bytes!!!!"  # not Orthanc's: copied
+    assert spools["unknown"].read_bytes() == b"x"
+    stored.unlink()  # Orthanc deletes its copy: the spool keeps the bytes
+    assert spools["linked"].read_bytes() == b"the dicom bytes"

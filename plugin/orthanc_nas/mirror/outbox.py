@@ -1,7 +1,8 @@
 """The mirror's durable outbox: what the on-stored hook records and the worker drains.
 
-An instance is acknowledged by Orthanc only after ``record_stored`` returned: its bytes are in
-the spool folder (so a later deletion in Orthanc cannot lose them) and its row is committed.
+The hook hands each received instance to the spooler, which puts its bytes in the spool folder
+(a hard link to Orthanc's own file when it can: no second copy written), so that a later
+deletion in Orthanc cannot lose them, and commits its row.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,16 +51,21 @@ class Outbox:
         """Spools the instance's bytes, then queues it (again, for a duplicate)."""
         self.record_stored_many([(instance_id, data)])
 
-    def record_stored_many(self, received: list[tuple[str, bytes]]) -> None:
-        """Spools each instance's bytes, then queues them all in one transaction. An instance
-        that cannot be spooled (disk full) is queued to be fetched from Orthanc instead."""
+    def record_stored_many(self, received: list[tuple[str, bytes]],
+                           stored_file: Callable[[str], Path | None] = lambda _id: None
+                           ) -> None:
+        """Spools each instance, then queues them all in one transaction. ``stored_file``
+        names Orthanc's own copy of an instance: hard-linked into the spool when it holds the
+        same bytes (no second copy written), else the bytes are written. An instance that
+        cannot be spooled (disk full) is queued to be fetched from Orthanc instead."""
         spooled: list[tuple[str, str | None, int]] = []
         for instance_id, data in received:
             name: str | None = f"{instance_id}.{secrets.token_hex(4)}.dcm"
             tmp = self.spool_dir / f".{name}.tmp"
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
+                if not _linked(stored_file(instance_id), tmp, len(data)):
+                    with open(tmp, "wb") as f:
+                        f.write(data)
                 os.replace(tmp, self.spool_dir / f"{name}")
             except OSError:
                 with contextlib.suppress(OSError):
@@ -223,3 +230,17 @@ class Outbox:
         rows = tx.all(f"SELECT instance_id, state FROM mirror_queue"  # noqa: S608
                       f" WHERE instance_id IN ({marks})", instance_ids)
         return {r["instance_id"]: r["state"] for r in rows}
+
+
+def _linked(source: Path | None, target: Path, size: int) -> bool:
+    """Hard-links ``source`` to ``target`` when it has ``size`` bytes; False if it cannot
+    (no such file, compressed, another file system...)."""
+    if source is None:
+        return False
+    try:
+        if source.stat().st_size != size:
+            return False
+        os.link(source, target)
+        return True
+    except OSError:
+        return False

@@ -32,7 +32,8 @@ class NasConfigError(ValueError):
 class MirrorService:
     def __init__(self, cfg: config.Config, db: Database, settings: Settings, keys: KeyRing,
                  outbox: Outbox, audit: Audit, clock: Clock, python: list[str],
-                 env: dict[str, str], on_error: Callable[[str], None]) -> None:
+                 env: dict[str, str], on_error: Callable[[str], None],
+                 stored_file: Callable[[str], Path | None] = lambda _id: None) -> None:
         self._cfg = cfg
         self._db = db
         self._settings = settings
@@ -44,7 +45,7 @@ class MirrorService:
         self._env = env
         self.supervisor: Supervisor | None = None
         self._effective: dict[str, Any] | None = None
-        self.spooler = Spooler(outbox, self._wake, on_error)
+        self.spooler = Spooler(outbox, self._wake, on_error, stored_file)
 
     # ---- settings ---------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """Takes received instances off the ingest path.
 
 Orthanc's on-stored hook only hands the instance's bytes over (a list append); this thread
-writes them to the spool and queues them in the outbox, a batch per transaction, then wakes
-the worker once. The bytes are held in memory for milliseconds (``pending_bytes`` is bounded:
-the hook waits when a burst outruns the disk). Should Orthanc die in that window, the
-instances are still in Orthanc and the worker's reconciliation at the next start queues them.
+spools them (a hard link to Orthanc's own file where it can, else a copy) and queues them in
+the outbox, a batch per transaction, then wakes the worker once. The bytes are held in memory
+for milliseconds (``pending_bytes`` is bounded: the hook waits when a burst outruns the disk).
+Should Orthanc die in that window, the instances are still in Orthanc and the worker's
+reconciliation at the next start queues them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from .outbox import Outbox
 
@@ -24,8 +26,10 @@ RETRY_SECONDS = 1.0
 class Spooler:
     def __init__(self, outbox: Outbox, wake: Callable[[], None],
                  on_error: Callable[[str], None],
+                 stored_file: Callable[[str], Path | None] = lambda _id: None,
                  max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self._outbox = outbox
+        self._stored_file = stored_file
         self._wake = wake
         self._on_error = on_error
         self._max = max_pending_bytes
@@ -61,7 +65,7 @@ class Spooler:
                 self._writing = len(batch)
             for attempt in range(ATTEMPTS):
                 try:
-                    self._outbox.record_stored_many(batch)
+                    self._outbox.record_stored_many(batch, self._stored_file)
                     break
                 except Exception as exc:  # the database is locked or broken: try again,
                     if attempt == ATTEMPTS - 1:  # then leave them to reconciliation
