@@ -52,9 +52,9 @@ def test_admin_filters_exports_and_verifies_the_audit_log(
     browser.find_element(By.ID, "audit-search").click()
 
     def actors(driver: WebDriver) -> list[str] | None:
-        rows = driver.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
-        cells = [row.find_elements(By.TAG_NAME, "td") for row in rows]
-        found = [c[1].text for c in cells if len(c) > 1]
+        found: list[str] = driver.execute_script(  # read at once: the table is re-rendered
+            "return Array.from(document.querySelectorAll('#audit-table tbody tr'))"
+            ".filter(r => r.cells.length > 1).map(r => r.cells[1].textContent)")
         return found if found and set(found) == {"audit-admin"} else None
 
     assert wait(browser).until(actors)
