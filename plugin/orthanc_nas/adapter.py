@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 import orthanc
 
 from .app import ROUTE_PATTERNS, App, OrthancApi, create_app
+from .gate import Gate
 from .images.catalog import OrthancError
 from .web import Request, Response
 
@@ -63,20 +64,29 @@ class _Log:
         orthanc.LogError(message)
 
 
-def _filter(uri: str, **request: Any) -> bool:
-    """Orthanc's incoming-request filter: any error denies."""
+def _decide(method_code: int, uri: str, ip: str, headers: dict[str, str],
+            get: dict[str, str]) -> int:
+    """The filter's decision: 0 denies, 1 allows, n >= 2 allows and lets the gate remember
+    the request for n - 1 ms. Any error denies."""
     try:
-        method = _METHODS.get(int(request.get("method", 0)), "")
-        ip = str(request.get("ip", ""))
+        method = _METHODS.get(method_code, "")
         _last_filtered[threading.get_ident()] = (uri, method, ip)
         if _app is None or not method:
-            return False
-        return _app.authorize(Request(method, uri, request.get("headers") or {},
-                                      request.get("get") or {}, b"", ip))
+            return 0
+        allowed, remember = _app.decide(Request(method, uri, headers, get, b"", ip))
+        if not allowed:
+            return 0
+        return 1 + int(remember * 1000) if remember > 0 else 1
     except Exception as exc:  # fail closed
         orthanc.LogError(f"OrthancNAS: authorization filter failed, denying {uri}: "
                          f"{type(exc).__name__}")
-        return False
+        return 0
+
+
+def _filter(uri: str, **request: Any) -> bool:
+    """The Python filter, used when the C gate is not configured."""
+    return _decide(int(request.get("method", 0)), uri, str(request.get("ip", "")),
+                   request.get("headers") or {}, request.get("get") or {}) > 0
 
 
 def _client_ip(uri: str, method: str) -> str:
@@ -169,7 +179,15 @@ def start() -> None:
     except Exception as exc:
         orthanc.LogError(f"OrthancNAS: refusing to start: {exc}")
         raise
-    orthanc.RegisterIncomingHttpRequestFilter(_filter)
+    gate = Gate.find(config.get("Plugins", []))
+    if gate is None:
+        orthanc.LogWarning("OrthancNAS: the C gate is not configured: every request enters "
+                           "Python (slower, as safe)")
+        orthanc.RegisterIncomingHttpRequestFilter(_filter)
+    else:
+        gate.attach(_decide)
+        _app.db.on_invalidate.append(gate.clear)
+        _app.gate_stats = gate.stats
     for pattern in ROUTE_PATTERNS:
         orthanc.RegisterRestCallback(pattern, _rest)
     orthanc.RegisterOnStoredInstanceCallback(_on_stored)

@@ -56,6 +56,8 @@ from .web import (
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
 ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", "/instances",
                   *transfers.ROUTE_PATTERNS)
+PLUGIN_ROUTES = re.compile("|".join(f"(?:{p})" for p in ROUTE_PATTERNS))
+REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
@@ -139,6 +141,8 @@ class App:
         self._orthanc_version: str | None = None
         self._stop = threading.Event()
         self._forward_wake = threading.Event()
+        # Set by the adapter when the C gate filters requests: (remembered, asked) counts.
+        self.gate_stats: Callable[[], tuple[int, int]] | None = None
         self._last_prune = 0.0
 
     def _forwarder(self, syslog: dict[str, Any]) -> Forwarder | None:
@@ -187,13 +191,22 @@ class App:
     # ---- entry points used by the adapter -------------------------------------------------
 
     def authorize(self, request: Request) -> bool:
+        return self.decide(request)[0]
+
+    def decide(self, request: Request) -> tuple[bool, float]:
+        """The filter's decision, and for how many seconds the same request (URI and
+        credential) may be allowed again without asking (0: ask every time)."""
         allowed, principal = self.backend.decide(request)
-        if allowed and principal is not None:
-            scope = (f"s:{principal.session_hash[:16]}" if principal.session_hash
-                     else f"t:{principal.token_id}:{int(self.clock.now() // 86400)}")
-            self.access.observe(scope, principal.name, request.ip, request.method,
-                                request.path, request.query)
-        return allowed
+        if not allowed or principal is None:
+            return allowed, 0.0
+        scope = (f"s:{principal.session_hash[:16]}" if principal.session_hash
+                 else f"t:{principal.token_id}:{int(self.clock.now() // 86400)}")
+        self.access.observe(scope, principal.name, request.ip, request.method, request.path,
+                            request.query)
+        if (request.method != "GET" or request.query or principal.restricted
+                or PLUGIN_ROUTES.fullmatch(request.path)):  # the plugin's own routes need the
+            return True, 0.0  # filter's view of each request (client IP)
+        return True, min(self.backend.remaining(request), REMEMBER_MAX)
 
     def handle(self, request: Request) -> Response:
         try:
@@ -331,6 +344,7 @@ class App:
             "two_factor": self._check_two_factor,
             "nas": self._check_nas,
             "audit_forwarding": self._check_forwarding,
+            "gate": self._check_gate,
         })
         body.update(plugin_version=__version__, orthanc_version=self._orthanc_version_text())
         return json_response(body, status)
@@ -351,6 +365,13 @@ class App:
         tf = self.two_factor()
         self.keys.mac("health", "probe")
         return {"ok": True, "enabled": tf["enabled"], "allowed_methods": tf["allowed_methods"]}
+
+    def _check_gate(self) -> dict[str, Any]:
+        if self.gate_stats is None:
+            return {"ok": True, "enabled": False}
+        remembered, asked = self.gate_stats()
+        return {"ok": True, "enabled": True, "allowed_from_memory": remembered,
+                "asked": asked}
 
     def _check_forwarding(self) -> dict[str, Any]:
         if self.forwarder is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +39,8 @@ class Transaction(Protocol):
 class Database(Protocol):
     generation: int
     """Bumped by every committed write that may change who is allowed what."""
+    on_invalidate: list[Callable[[], None]]
+    """Called after each such bump (e.g. to clear the gate's memory of allowed requests)."""
 
     def transaction(self, *, invalidates: bool = True) -> AbstractContextManager[Transaction]:
         """A ``Transaction`` committed on success, rolled back on error (writer lock).
@@ -82,6 +84,7 @@ class SqliteDatabase:
         # state, so threading.local() would open a new connection on every request.
         self._conns: dict[int, sqlite3.Connection] = {}
         self.generation = 0
+        self.on_invalidate: list[Callable[[], None]] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._migrate()
@@ -113,6 +116,8 @@ class SqliteDatabase:
         conn.execute("COMMIT")
         if invalidates:
             self.generation += 1
+            for listener in self.on_invalidate:
+                listener()
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
         row: Row | None = self._conn().execute(sql, params).fetchone()

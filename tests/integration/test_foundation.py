@@ -20,7 +20,7 @@ def test_health_is_public_and_reports_every_check(orthanc: OrthancServer) -> Non
     assert body["status"] == "ok"
     assert body["orthanc_version"] == "1.10.1"
     assert body["plugin_version"]
-    assert set(body["checks"]) == {"database", "two_factor", "nas", "audit_forwarding"}
+    assert set(body["checks"]) == {"database", "two_factor", "nas", "audit_forwarding", "gate"}
     assert body["checks"]["database"]["schema_version"] == max(MIGRATIONS)
     assert "PatientID" not in r.text
 

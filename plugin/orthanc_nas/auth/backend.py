@@ -79,11 +79,23 @@ class AuthBackend:
         return bool(tf["enabled"] and required and "totp" in tf["allowed_methods"]
                     and not user.totp_enabled)
 
+    @staticmethod
+    def _credential(request: Request) -> tuple[str | None, str]:
+        bearer = request.bearer()
+        return bearer, ("t:" + bearer) if bearer is not None else (
+            "s:" + (request.cookie(SESSION_COOKIE) or ""))
+
+    def remaining(self, request: Request) -> float:
+        """Seconds the caller of ``request`` stays as authenticated without a look at the
+        database (0 when unknown): how long a decision about it may be remembered."""
+        cached = self._cache.get(self._credential(request)[1])
+        if cached is None or cached[0] != self._db.generation:
+            return 0.0
+        return max(0.0, cached[1] - self._clock.now())
+
     def authenticate(self, request: Request) -> Principal | None:
         """The caller of ``request``: bearer token first, then the session cookie."""
-        bearer = request.bearer()
-        credential = ("t:" + bearer) if bearer is not None else (
-            "s:" + (request.cookie(SESSION_COOKIE) or ""))
+        bearer, credential = self._credential(request)
         cached = self._cache.get(credential)
         now = self._clock.now()
         if cached is not None and cached[0] == self._db.generation and now < cached[1]:

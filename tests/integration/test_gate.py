@@ -1,0 +1,71 @@
+"""The C gate in front of a real Orthanc: it remembers what Python allowed, forgets at once what
+may have changed, never remembers the ambiguous, and keeps time like the Python side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from harness import Client, OrthancServer, make_user
+
+
+def gate(orthanc: OrthancServer) -> dict[str, Any]:
+    stats: dict[str, Any] = orthanc.client().get("/api/health").json()["checks"]["gate"]
+    return stats
+
+
+@pytest.fixture
+def reader(admin: Client, request: pytest.FixtureRequest) -> Client:
+    return make_user(admin, "gate-" + request.node.name[-30:], "viewer")[0]
+
+
+def test_the_gate_is_loaded_and_remembers_allowed_reads(orthanc: OrthancServer,
+                                                         reader: Client) -> None:
+    assert "the C gate is not configured" not in orthanc.log_text()
+    before = gate(orthanc)
+    assert before["enabled"] is True
+    for _ in range(50):
+        assert reader.get("/system").status_code == 200
+    after = gate(orthanc)
+    assert after["allowed_from_memory"] - before["allowed_from_memory"] >= 45
+
+
+def test_logout_and_disabling_take_effect_at_once(orthanc: OrthancServer, admin: Client,
+                                                  reader: Client) -> None:
+    assert reader.get("/patients").status_code == 200
+    assert reader.get("/patients").status_code == 200  # now remembered
+    cookie = reader.http.cookies.get("onas_session")
+    assert reader.post("/api/logout").status_code == 200
+    stale = requests.get(orthanc.url + "/patients", cookies={"onas_session": cookie or ""},
+                         timeout=10)
+    assert stale.status_code == 403  # the old cookie, replayed right after logout
+
+    reader.ensure_logged_in()
+    assert reader.get("/patients").status_code == 200
+    user_id = reader.get("/api/profile").json()["user"]["id"]
+    assert admin.put(f"/api/admin/users/{user_id}", {"enabled": False}).status_code == 200
+    assert reader.get("/patients").status_code == 403
+
+
+def test_ambiguous_credentials_are_never_remembered(orthanc: OrthancServer,
+                                                     reader: Client) -> None:
+    cookie = reader.http.cookies.get("onas_session") or ""
+    assert reader.get("/statistics").status_code == 200
+    twice = {"Cookie": f"onas_session=forged; onas_session={cookie}"}
+    before = gate(orthanc)
+    for _ in range(5):
+        r = requests.get(orthanc.url + "/statistics", headers=twice, timeout=10)
+        assert r.status_code in (200, 403)  # whatever Python decides, every time
+    after = gate(orthanc)
+    assert after["allowed_from_memory"] == before["allowed_from_memory"]
+    assert after["asked"] - before["asked"] >= 5
+
+
+def test_remembered_reads_expire_on_the_servers_clock(orthanc: OrthancServer,
+                                                       reader: Client) -> None:
+    assert reader.get("/studies").status_code == 200
+    assert reader.get("/studies").status_code == 200  # remembered
+    orthanc.advance_clock(31 * 60)  # idle timeout (30 min) passed on the test clock
+    assert reader.get("/studies").status_code == 403
