@@ -1,5 +1,12 @@
 # Orthanc NAS Integration on the Orthanc team's image (newer Orthanc, Python plugin 7.x).
 # Not buildable on the project's development machines (no Docker engine there): see README.
+
+# The C gate needs only Orthanc's plugin header (stable C ABI, version-checked at load).
+FROM debian:12 AS gate
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev orthanc-dev
+COPY plugin/gate/gate.c /src/gate.c
+RUN gcc -O2 -fPIC -shared -Wall -Wextra -Werror -o /src/libOrthancNasGate.so /src/gate.c -lpthread
+
 FROM orthancteam/orthanc:25.10.1
 
 ENV ORTHANC_NAS_HOME=/opt/orthanc-nas \
@@ -12,6 +19,7 @@ ENV ORTHANC_NAS_HOME=/opt/orthanc-nas \
 COPY pyproject.toml README.md ${ORTHANC_NAS_HOME}/
 COPY plugin ${ORTHANC_NAS_HOME}/plugin
 COPY orthanc.json ${ORTHANC_NAS_HOME}/orthanc.json
+COPY --from=gate /src/libOrthancNasGate.so ${ORTHANC_NAS_HOME}/plugin/gate/libOrthancNasGate.so
 
 # The dependencies go into the image's Python, the one its plugin embeds.
 RUN python3 -m pip install --no-cache-dir --break-system-packages ${ORTHANC_NAS_HOME} \
