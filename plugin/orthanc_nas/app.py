@@ -77,7 +77,6 @@ class OrthancApi(Protocol):
     def delete(self, uri: str) -> None: ...
 
 
-
 class App:
     def __init__(self, cfg: config.Config, db: Database, keys: KeyRing, clock: Clock, log: Log,
                  orthanc: OrthancApi, python: list[str] | None = None,
