@@ -104,7 +104,8 @@ class Catalog:
 
     def record_owner(self, instance_id: str, study_id: str, user_id: int | None, source: str,
                      calling_aet: str = "") -> None:
-        with self._db.transaction() as tx:
+        # Ownership decides what the plugin's own routes show, never what the filter allows.
+        with self._db.transaction(invalidates=False) as tx:
             tx.execute("INSERT INTO instance_owners (instance_id, study_id, user_id, source,"
                        " calling_aet, created_at) VALUES (?, ?, ?, ?, ?, ?)"
                        " ON CONFLICT(instance_id) DO NOTHING",
