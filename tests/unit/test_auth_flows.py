@@ -900,3 +900,36 @@ def test_the_principal_cache_never_outlives_a_change_or_an_expiry(env: Env) -> N
     assert admin.allowed("GET", "/patients")
     env.clock.advance(31)  # ...is seen at the latest after the re-read interval
     assert not admin.allowed("GET", "/patients")
+
+
+# ---- what the C gate may remember --------------------------------------------------------
+
+def test_only_plain_reads_of_orthanc_routes_may_be_remembered(env: Env) -> None:
+    admin_client, _ = admin_ready(env)
+    client, _ = make_user(env, admin_client, "alice", "viewer")
+    cleared: list[int] = []
+    env.app.db.on_invalidate.append(lambda: cleared.append(1))
+
+    def decide(method: str, path: str, **kwargs: Any) -> tuple[bool, float]:
+        return env.app.decide(client.request(method, path, **kwargs))
+
+    allowed, remember = decide("GET", "/studies")
+    assert allowed and 0 < remember <= app_module.REMEMBER_MAX
+    assert decide("GET", "/studies", query={"expand": ""}) == (True, 0.0)  # arguments
+    assert decide("GET", "/api/profile") == (True, 0.0)  # the plugin's own route
+    assert decide("GET", "/ui/images")[1] == 0.0
+    assert decide("POST", "/tools/find", data={}) == (True, 0.0)  # not a read
+    assert decide("DELETE", "/studies/x") == (False, 0.0)  # denials are never remembered
+    anonymous = Client(env.app)
+    assert env.app.decide(anonymous.request("GET", "/studies")) == (False, 0.0)
+    assert cleared == []  # reading changes nothing
+    assert admin_client.post("/api/logout").status == 200
+    assert cleared  # any write that may change who may do what clears the gate
+
+
+def test_a_restricted_caller_is_never_remembered(env: Env) -> None:
+    client = Client(env.app)
+    assert client.login("admin", ADMIN_PIN).status == 200  # must still change the PIN
+    allowed, remember = env.app.decide(client.request("GET", "/api/profile"))
+    assert allowed and remember == 0.0
+    assert env.app.decide(client.request("GET", "/studies")) == (False, 0.0)
