@@ -1,0 +1,91 @@
+"""Sends to modalities and peers: the request forms Orthanc accepts, run as a job and waited
+for, and Orthanc's refusals turned into the right status."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from orthanc_nas.api import transfers
+from orthanc_nas.images.catalog import OrthancError
+
+
+class FakeOrthanc:
+    """Orthanc's built-in route: answers a job, then its states one GET at a time."""
+
+    def __init__(self, states: list[dict[str, Any]], refuse: str | None = None) -> None:
+        self.states = states
+        self.refuse = refuse
+        self.posted: list[tuple[str, Any]] = []
+
+    def post(self, uri: str, body: bytes) -> Any:
+        if self.refuse:
+            raise OrthancError(self.refuse)
+        parsed = json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
+        self.posted.append((uri, parsed))
+        if isinstance(parsed, dict) and parsed.get("Asynchronous"):
+            return {"ID": "job-1", "Path": "/jobs/job-1"}
+        return {"InstancesCount": 1}
+
+    def get(self, uri: str) -> Any:
+        assert uri == "/jobs/job-1"
+        return self.states.pop(0)
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transfers.time, "sleep", lambda _s: None)
+
+
+@pytest.mark.parametrize(("body", "resources"), [
+    (b"0a1b2c", ["0a1b2c"]),
+    (b'["a", "b"]', ["a", "b"]),
+    (b'{"Resources": ["a"], "Synchronous": true}', ["a"]),
+    (b"", []),
+    (b"[1, 2", ["[1, 2"]),  # not JSON: one ID as text, which Orthanc will refuse
+])
+def test_store_bodies(body: bytes, resources: list[str]) -> None:
+    assert transfers._store_resources(transfers._as_object(body)) == resources
+
+
+def test_move_names_studies_by_uid() -> None:
+    body = b'{"Level": "Study", "Resources": [{"StudyInstanceUID": "1.2", "PatientID": "P"}]}'
+    studies = transfers._move_studies(transfers._as_object(body))
+    assert [(s.patient_id, s.study_uid) for s in studies] == [("P", "1.2")]
+
+
+def test_a_synchronous_send_runs_as_a_job_and_returns_its_content() -> None:
+    orthanc = FakeOrthanc([{"State": "Running"}, {"State": "Pending"},
+                           {"State": "Success", "Content": {"InstancesCount": 3}}])
+    body = b"study-1"
+    answer = transfers.forward(orthanc, "/modalities/pacs/store", body,
+                               transfers._as_object(body))
+    assert answer == {"InstancesCount": 3}
+    assert orthanc.posted == [("/modalities/pacs/store",
+                               {"Resources": ["study-1"], "Asynchronous": True})]
+
+
+def test_a_failed_job_is_an_error() -> None:
+    orthanc = FakeOrthanc([{"State": "Failure", "ErrorDescription": "DICOM association"}])
+    body = b'{"Resources": ["s"]}'
+    with pytest.raises(OrthancError, match="association"):
+        transfers.forward(orthanc, "/peers/p/store", body, transfers._as_object(body))
+
+
+def test_an_asynchronous_request_is_passed_as_it_came() -> None:
+    orthanc = FakeOrthanc([])
+    body = b'{"Resources": ["s"], "Asynchronous": true}'
+    assert transfers.forward(orthanc, "/modalities/m/store", body,
+                             transfers._as_object(body)) == {"ID": "job-1",
+                                                            "Path": "/jobs/job-1"}
+    assert orthanc.states == []  # not waited for
+
+
+@pytest.mark.parametrize(("message", "status"), [
+    ("Inexistent item", 404), ("Unknown modality", 404), ("Bad request", 400),
+    ("Bad file format", 400), ("DicomAssociation: connection refused", 502),
+])
+def test_orthanc_refusals_become_statuses(message: str, status: int) -> None:
+    assert transfers._status_of(OrthancError(message)) == status
