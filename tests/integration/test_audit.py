@@ -15,7 +15,11 @@ from typing import Any
 
 import pydicom
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
 
+from browser import browser_login, wait
 from dicom_factory import write_series
 from harness import (
     REPO,
@@ -206,7 +210,7 @@ def test_sending_to_a_modality_is_audited_per_study(
 # ---- forwarding to an audit repository -------------------------------------------------------
 
 def test_the_trail_reaches_a_syslog_collector_and_an_outage_loses_nothing(
-        tmp_path: Path) -> None:
+        tmp_path: Path, browser: WebDriver) -> None:
     from conftest import FAST
 
     collector = TcpCollector()  # bound but not accepting yet: the collector is down
@@ -215,11 +219,16 @@ def test_the_trail_reaches_a_syslog_collector_and_an_outage_loses_nothing(
     orthanc = OrthancServer(tmp_path, deep_merge(FAST, {"OrthancNAS": {"audit": {
         "syslog": syslog}}})).start()
     try:
-        admin = orthanc.client()
-        admin.onboard(admin_account(), "Blue-Harbor-PIN-2024!")  # rows written meanwhile
+        admin, account = orthanc.client(), admin_account()
+        admin.onboard(account, "Blue-Harbor-PIN-2024!")  # rows written meanwhile
         down = wait_until(lambda: (h := orthanc.client().get("/api/health").json()[
             "checks"]["audit_forwarding"])["failing"] and h, 60, "the outage to be reported")
         assert down["ok"] is False and down["pending"] >= 5 and down["last_error"]
+        browser_login(browser, orthanc.url + "/ui/admin", admin, account)  # the admin sees it
+        shown = wait(browser).until(ec.visibility_of_element_located(
+            (By.ID, "audit-forwarding")))
+        wait(browser).until(lambda _d: "is failing" in shown.text and "rows wait" in shown.text)
+        admin.ensure_logged_in()
         collector.start()
         head = admin.get("/api/audit", params={"limit": 1}).json()["items"][0]["id"]
         got: dict[int, tuple[str, ET.Element]] = {}

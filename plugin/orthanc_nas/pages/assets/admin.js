@@ -25,6 +25,20 @@
     loadUsers();
     loadConfig();
     loadAudit();
+    loadForwarding();
+  }
+
+  async function loadForwarding() {
+    let health;
+    try { health = await api('GET', '/api/health'); } catch (err) { health = err.data || {}; }
+    const status = (health.checks || {}).audit_forwarding;
+    if (!status || !status.enabled) return;
+    const out = $('audit-forwarding');
+    out.hidden = false;
+    out.className = status.failing ? 'alert' : 'muted';
+    out.textContent = status.failing
+      ? 'Forwarding to the audit repository is failing (' + (status.last_error || 'unknown error') + '); ' + status.pending + ' rows wait and will be sent.'
+      : 'Forwarded to the audit repository: ' + status.pending + ' rows waiting.';
   }
 
   // ---- users ------------------------------------------------------------------------------
