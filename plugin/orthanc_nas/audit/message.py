@@ -156,6 +156,15 @@ def _coded(parent: ET.Element, tag: str, code: Mapping[str, str]) -> ET.Element:
     return ET.SubElement(parent, tag, {k: _text(v) for k, v in code.items()})
 
 
+def _participant_object(root: ET.Element, object_id: str, type_code: str, role: str,
+                        id_type: Mapping[str, str]) -> ET.Element:
+    element = ET.SubElement(root, "ParticipantObjectIdentification", {
+        "ParticipantObjectID": object_id, "ParticipantObjectTypeCode": type_code,
+        "ParticipantObjectTypeCodeRole": role})
+    _coded(element, "ParticipantObjectIDTypeCode", id_type)
+    return element
+
+
 def audit_message(row: Mapping[str, Any], *, source_id: str) -> bytes:
     """The ``AuditMessage`` XML (UTF-8) of one trail row, as ``Audit.search`` returns it or as
     read from the ``audit`` table (``details`` a dict or its JSON text)."""
@@ -187,21 +196,12 @@ def audit_message(row: Mapping[str, Any], *, source_id: str) -> bytes:
 
     study_uid = _text(row.get("study_uid"))
     if study_uid:
-        study = ET.SubElement(root, "ParticipantObjectIdentification", {
-            "ParticipantObjectID": study_uid, "ParticipantObjectTypeCode": "2",
-            "ParticipantObjectTypeCodeRole": "3"})
-        _coded(study, "ParticipantObjectIDTypeCode", STUDY_INSTANCE_UID)
+        _participant_object(root, study_uid, "2", "3", STUDY_INSTANCE_UID)
     patient_id = _text(row.get("patient_id"))
     if patient_id:
-        patient = ET.SubElement(root, "ParticipantObjectIdentification", {
-            "ParticipantObjectID": patient_id, "ParticipantObjectTypeCode": "1",
-            "ParticipantObjectTypeCodeRole": "1"})
-        _coded(patient, "ParticipantObjectIDTypeCode", PATIENT_NUMBER)
+        _participant_object(root, patient_id, "1", "1", PATIENT_NUMBER)
 
-    trail_row = ET.SubElement(root, "ParticipantObjectIdentification", {
-        "ParticipantObjectID": _text(row.get("id")), "ParticipantObjectTypeCode": "2",
-        "ParticipantObjectTypeCodeRole": "13"})
-    _coded(trail_row, "ParticipantObjectIDTypeCode", TRAIL_ROW)
+    trail_row = _participant_object(root, _text(row.get("id")), "2", "13", TRAIL_ROW)
     values = {"event": _text(event), "target": _text(row.get("target")),
               "details": _details(details)}
     for kind, value in values.items():
