@@ -182,7 +182,7 @@ class Env:
         return sorted(p.name for p in self.outbox.spool_dir.iterdir())
 
     def record(self, instance_id: str, data: bytes) -> None:
-        self.outbox.record_stored(instance_id, data)
+        self.outbox.record_stored_many([(instance_id, data)])
         self.clock.advance(1)  # distinct enqueued_at: a deterministic queue order
 
     def drain(self, passes: int = 5) -> None:
@@ -510,7 +510,7 @@ def test_restore_during_the_write_mirrors_the_new_version(env: Env) -> None:
     first, ds = dicom(description="first")
     second = changed(ds, "second")
     env.record("inst-1", first)
-    env.storage.on_write = lambda _path: env.outbox.record_stored("inst-1", second)
+    env.storage.on_write = lambda _path: env.outbox.record_stored_many([("inst-1", second)])
     env.mirror.step()
     env.storage.on_write = None
     assert env.row("inst-1")["state"] == "pending"  # the old generation did not close it
@@ -524,7 +524,7 @@ def test_restore_during_the_write_mirrors_the_new_version(env: Env) -> None:
 
 
 def test_stored_twice_before_mirroring_leaves_no_spool_copy(env: Env) -> None:
-    """Bug: record_stored keeps the previous spool file when the row is still pending (the
+    """Bug: record_stored_many keeps the previous spool file when the row is still pending (the
     worker might be reading it), but nothing removes it later unless the worker restarts."""
     data, ds = dicom()
     env.record("inst-1", data)

@@ -47,16 +47,13 @@ class Outbox:
 
     # ---- written by the plugin ------------------------------------------------------------
 
-    def record_stored(self, instance_id: str, data: bytes) -> None:
-        """Spools the instance's bytes, then queues it (again, for a duplicate)."""
-        self.record_stored_many([(instance_id, data)])
-
     def record_stored_many(self, received: list[tuple[str, bytes]],
                            stored_file: Callable[[str], Path | None] = lambda _id: None
                            ) -> None:
-        """Spools each instance, then queues them all in one transaction. ``stored_file``
-        names Orthanc's own copy of an instance: hard-linked into the spool when it holds the
-        same bytes (no second copy written), else the bytes are written. An instance that
+        """Spools each instance, then queues them all (again, for a duplicate) in one
+        transaction. ``stored_file`` names Orthanc's own copy of an instance: hard-linked into
+        the spool when it holds the same bytes (no second copy written), else the bytes are
+        written. An instance that
         cannot be spooled (disk full) is queued to be fetched from Orthanc instead."""
         spooled: list[tuple[str, str | None, int]] = []
         for instance_id, data in received:
