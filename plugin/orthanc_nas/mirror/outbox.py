@@ -53,8 +53,8 @@ class Outbox:
         """Spools each instance, then queues them all (again, for a duplicate) in one
         transaction. ``stored_file`` names Orthanc's own copy of an instance: hard-linked into
         the spool when it holds the same bytes (no second copy written), else the bytes are
-        written. An instance that
-        cannot be spooled (disk full) is queued to be fetched from Orthanc instead."""
+        written. An instance that cannot be spooled (disk full) is queued to be fetched from
+        Orthanc instead."""
         spooled: list[tuple[str, str | None, int]] = []
         for instance_id, data in received:
             name: str | None = f"{instance_id}.{secrets.token_hex(4)}.dcm"
