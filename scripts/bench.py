@@ -505,14 +505,19 @@ class Bench:
 
     # -- figures ---------------------------------------------------------------------------
 
-    def fig1_ingest_mirror_on(self, pair: int) -> None:
+    def ingest_vanilla(self, key: str, pair: int) -> float:
+        """The vanilla side of an ingest figure (then emptied again); returns its seconds."""
         files, n = self.ingest_files, len(self.ingest_files)
         cpu = self.cpu()
         took = storescu(self.vanilla, files, self.ingest_timeout(n))
-        self.results.add("ingest_mirror_on", "vanilla", n / took, pair, seconds=took,
+        self.results.add(key, "vanilla", n / took, pair, seconds=took,
                          cpu_s=self.cpu_since(cpu)["vanilla"])
-        self.vanilla_ingest_s = took
         self.reset(self.vanilla)
+        return took
+
+    def fig1_ingest_mirror_on(self, pair: int) -> None:
+        files, n = self.ingest_files, len(self.ingest_files)
+        self.vanilla_ingest_s = self.ingest_vanilla("ingest_mirror_on", pair)
 
         before = self.nas_status()
         assert before["pending"] == 0 and before["connected"], before
@@ -565,11 +570,7 @@ class Bench:
 
     def fig2_ingest_nas_down_and_fig5_drain(self, pair: int) -> None:
         files, n = self.ingest_files, len(self.ingest_files)
-        cpu = self.cpu()
-        took = storescu(self.vanilla, files, self.ingest_timeout(n))
-        self.results.add("ingest_nas_down", "vanilla", n / took, pair, seconds=took,
-                         cpu_s=self.cpu_since(cpu)["vanilla"])
-        self.reset(self.vanilla)
+        self.ingest_vanilla("ingest_nas_down", pair)
 
         self.samba_stop()
         try:
