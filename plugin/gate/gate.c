@@ -40,7 +40,6 @@ typedef struct {
   char key[KEY_MAX];
 } Slot;
 
-static OrthancPluginContext *context_ = NULL;
 static Decide decide_ = NULL;
 static Slot *slots_ = NULL;
 static uint64_t generation_ = 1;
@@ -203,7 +202,6 @@ ORTHANC_PLUGINS_API void OrthancNasGateStats(uint64_t *remembered, uint64_t *ask
 /* ---- the Orthanc plugin entry points ------------------------------------------------------ */
 
 ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext *context) {
-  context_ = context;
   if (OrthancPluginCheckVersion(context) == 0) {
     OrthancPluginLogError(context, "OrthancNAS gate: this Orthanc is too old");
     return -1;
