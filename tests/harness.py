@@ -195,10 +195,16 @@ class Client:
         return self.request("DELETE", path, **kwargs)
 
     def totp_code(self, account: Account) -> str:
-        """A fresh code the server accepts: never a step already used (replay protection)."""
+        """A fresh code the server accepts: never a step already used (replay protection).
+
+        The server accepts one step either side. The previous step is used only early in the
+        current one, so a step boundary passing before the request arrives cannot void it.
+        """
         assert account.totp_secret
-        current = int(self.server.now() // 30)
-        step = max(current - 1, account.last_step + 1)
+        now = self.server.now()
+        current = int(now // 30)
+        earliest = current - 1 if now % 30 < 20 else current
+        step = max(earliest, account.last_step + 1)
         if step > current + 1:
             self.server.advance_clock(30 * (step - current - 1))
             current = int(self.server.now() // 30)

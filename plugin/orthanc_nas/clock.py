@@ -18,27 +18,23 @@ class SystemClock:
 
 
 class OffsetClock:
-    """Wall clock plus the number of seconds written in ``path`` (re-read when it changes).
+    """Wall clock plus the number of seconds written in ``path``, read at every call.
 
     Enabled only by the ORTHANC_NAS_TEST_CLOCK_FILE environment variable, so integration
-    tests can drive timeouts, lockouts and expiries without sleeping.
+    tests can drive timeouts, lockouts and expiries without sleeping. Reading every time
+    (as the C gate does) costs microseconds and never serves a stale offset: a cache keyed
+    on mtime and size missed two same-sized writes within one kernel clock tick.
     """
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._stamp: tuple[int, int] | None = None
-        self._offset = 0.0
 
     def now(self) -> float:
         try:
-            st = self._path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp != self._stamp:
-                self._offset = float(self._path.read_text().strip() or 0)
-                self._stamp = stamp
+            offset = float(self._path.read_text().strip() or 0)
         except (OSError, ValueError):
-            self._offset = 0.0
-        return time.time() + self._offset
+            offset = 0.0
+        return time.time() + offset
 
 
 class ManualClock:
