@@ -34,7 +34,7 @@ from .auth.tokens import Tokens
 from .auth.users import Users
 from .clock import Clock, OffsetClock, SystemClock
 from .db import Database, open_database
-from .health import run_checks
+from .health import public_view, run_checks
 from .images.catalog import Catalog, OrthancError, orthanc_study_id
 from .images.dashboard import Dashboard
 from .images.shares import Shares
@@ -346,6 +346,9 @@ class App:
             "gate": self._check_gate,
         })
         body.update(plugin_version=__version__, orthanc_version=self._orthanc_version_text())
+        caller = self.backend.authenticate(request)
+        if caller is None or caller.restricted or caller.user.role != "admin":
+            body = public_view(body)
         return json_response(body, status)
 
     def _orthanc_version_text(self) -> str:

@@ -1,4 +1,8 @@
-"""GET /api/health: versions and the state of each subsystem, no patient data."""
+"""GET /api/health: versions and the state of each subsystem, no patient data.
+
+The endpoint is public, so error texts (a failed NAS write names the file's path, which the
+folder layout builds from patient and study identifiers) are shown to admins only.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 Check = Callable[[], dict[str, Any]]
+DETAIL_KEYS = frozenset({"error", "last_error", "last_error_at"})
 
 
 def run_checks(checks: dict[str, Check]) -> tuple[int, dict[str, Any]]:
@@ -23,3 +28,10 @@ def run_checks(checks: dict[str, Check]) -> tuple[int, dict[str, Any]]:
     status = 200 if not failing else 503
     return status, {"status": "ok" if not failing else "failing", "failing": failing,
                     "checks": results}
+
+
+def public_view(body: dict[str, Any]) -> dict[str, Any]:
+    """The health answer without error texts, for callers other than admins."""
+    checks = {name: {k: v for k, v in result.items() if k not in DETAIL_KEYS}
+              for name, result in body["checks"].items()}
+    return {**body, "checks": checks}

@@ -9,6 +9,7 @@ import json
 import socket
 import sqlite3
 import subprocess
+import zipfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,31 @@ def test_sending_to_a_modality_is_audited_per_study(
     assert admin.post("/modalities/nowhere/store", data=study_id).status_code in (400, 404)
 
 
+def test_bulk_exports_are_audited_per_study(server: tuple[OrthancServer, Client],
+                                            tmp_path: Path) -> None:
+    orthanc, admin = server
+    first, first_uid = send_study(orthanc, tmp_path / "a", "AUD-ZIP-1")
+    second, second_uid = send_study(orthanc, tmp_path / "b", "AUD-ZIP-2")
+    viewer, _ = make_user(admin, "zip-viewer", "viewer")
+
+    r = viewer.post("/tools/create-archive", {"Resources": [first, second]})
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
+        assert len([n for n in archive.namelist() if not n.endswith("/")]) == 4
+    rows = events(admin, "study_downloaded", user="zip-viewer")
+    assert sorted((r["study_uid"], r["details"]["route"], r["event_code"]) for r in rows) == \
+        sorted([(first_uid, "create-archive", "110106"), (second_uid, "create-archive", "110106")])
+
+    job = admin.post("/tools/create-media", {"Resources": [first], "Asynchronous": True})
+    assert job.status_code == 200 and "ID" in job.json()  # a job, as asked
+    assert admin.post(f"/series/{admin.get(f'/studies/{second}').json()['Series'][0]}/media",
+                      {}).status_code == 200  # the per-resource route, by POST
+    wait_until(lambda: len(events(admin, "study_downloaded", user="admin")) == 2, 30,
+               "the admin's two export rows")
+    assert admin.post("/tools/create-archive", {"Resources": ["0" * 8]}).status_code in (
+        400, 404)
+
+
 # ---- forwarding to an audit repository -------------------------------------------------------
 
 def test_the_trail_reaches_a_syslog_collector_and_an_outage_loses_nothing(
@@ -221,7 +247,7 @@ def test_the_trail_reaches_a_syslog_collector_and_an_outage_loses_nothing(
     try:
         admin, account = orthanc.client(), admin_account()
         admin.onboard(account, "Blue-Harbor-PIN-2024!")  # rows written meanwhile
-        down = wait_until(lambda: (h := orthanc.client().get("/api/health").json()[
+        down = wait_until(lambda: (h := admin.get("/api/health").json()[
             "checks"]["audit_forwarding"])["failing"] and h, 60, "the outage to be reported")
         assert down["ok"] is False and down["pending"] >= 5 and down["last_error"]
         browser_login(browser, orthanc.url + "/ui/admin", admin, account)  # the admin sees it

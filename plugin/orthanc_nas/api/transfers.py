@@ -1,14 +1,17 @@
-"""Orthanc's own "send" routes, wrapped so every C-STORE/C-MOVE out is audited per study.
+"""Orthanc's own "send" and bulk-export routes, wrapped so each is audited per study.
 
-The plugin answers ``POST /modalities/{name}/store``, ``/modalities/{name}/move`` and
-``/peers/{name}/store`` itself: it notes the studies, hands the untouched body to Orthanc's
-built-in route (``RestApiPost`` does not come back through the plugin) and records the outcome.
+The plugin answers ``POST /modalities/{name}/store``, ``/modalities/{name}/move``,
+``/peers/{name}/store`` and ``/tools/create-{archive,media,media-extended}`` itself: it notes
+the studies, hands the untouched body to Orthanc's built-in route (``RestApiPost`` does not
+come back through the plugin) and records the outcome. The filter sees no request bodies, so
+these routes are the only place where the studies they name can be known.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..audit import FAILURE, SUCCESS
@@ -18,8 +21,11 @@ from ..web import ApiError, Request, Response, Router, json_response
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..auth.backend import Principal
 
-ROUTE_PATTERNS = ("/modalities/([^/]+)/(store|move)", "/peers/([^/]+)/store")
+ROUTE_PATTERNS = ("/modalities/([^/]+)/(store|move)", "/peers/([^/]+)/store",
+                  "/tools/(create-archive|create-media|create-media-extended)")
+SYNC_ARCHIVE_MAX = 512 * 2**20  # larger archives: ask for a job ("Asynchronous": true)
 _NOT_FOUND = ("inexistent", "unknown resource", "unknown modality", "unknown peer")
 _BAD_REQUEST = ("bad request", "bad file format", "parameter out of range", "bad json")
 
@@ -52,23 +58,40 @@ def _as_object(body: bytes) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def forward(orthanc: Any, path: str, body: bytes, request: dict[str, Any] | None) -> Any:
+def run_job(orthanc: Any, path: str, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Runs the built-in route as a job and waits for it outside the interpreter lock (a
-    synchronous send would hold it, on plugin 4.0, for as long as the transfer lasts)."""
-    if request is None or request.get("Asynchronous"):  # as the caller asked
-        return orthanc.post(path, body)
+    synchronous call would hold it, on plugin 4.0, for as long as the work lasts); returns
+    the job's ID and content."""
     job = orthanc.post(path, json.dumps({**request, "Asynchronous": True}).encode())
     if not (isinstance(job, dict) and "ID" in job):
-        return job
+        raise OrthancError("Orthanc did not start a job")
     delay = 0.02
     while True:
         info = orthanc.get(f"/jobs/{job['ID']}")
         if info.get("State") == "Success":
-            return info.get("Content", {})
+            return str(job["ID"]), info.get("Content", {})
         if info.get("State") == "Failure":
             raise OrthancError(str(info.get("ErrorDescription") or "the job failed"))
         time.sleep(delay)  # releases the interpreter: the filter keeps serving meanwhile
         delay = min(delay * 2, 1.0)
+
+
+def forward(orthanc: Any, path: str, body: bytes, request: dict[str, Any] | None) -> Any:
+    """A send as the caller asked: a job's description, or (synchronous) its outcome."""
+    if request is None or request.get("Asynchronous"):  # as the caller asked
+        return orthanc.post(path, body)
+    return run_job(orthanc, path, request)[1]
+
+
+def export(orthanc: Any, path: str, body: bytes, request: dict[str, Any] | None) -> Response:
+    """An archive or media as the caller asked: a job's description, or the ZIP itself."""
+    if request is None or request.get("Asynchronous"):
+        return json_response(orthanc.post(path, body))
+    job_id, content = run_job(orthanc, path, request)
+    if int(content.get("ArchiveSize", 0) or 0) > SYNC_ARCHIVE_MAX:
+        raise ApiError(413, f"the archive exceeds {SYNC_ARCHIVE_MAX // 2**20} MB: ask for it"
+                       ' with "Asynchronous": true and download it from the job')
+    return Response(200, orthanc.get_bytes(f"/jobs/{job_id}/archive"), "application/zip")
 
 
 def _status_of(exc: OrthancError) -> int:
@@ -79,6 +102,27 @@ def _status_of(exc: OrthancError) -> int:
 
 
 def register(router: Router, app: App) -> None:
+    def audited(request: Request, principal: Principal, event: str, studies: list[Study],
+                details: dict[str, Any], what: str, run: Callable[[], Any]) -> Any:
+        """Runs ``run`` and records its outcome once per study (once if none is known)."""
+        try:
+            answer, outcome, error = run(), SUCCESS, None
+        except OrthancError as exc:
+            answer, outcome, error = None, FAILURE, exc
+        if error is not None:
+            details = {**details, "error": str(error)[:200]}
+        for study in studies or [Study("", "", "")]:
+            app.audit.record(event, actor=principal.name, ip=request.ip, outcome=outcome,
+                             target=study.study_id, patient_id=study.patient_id,
+                             study_uid=study.study_uid, **details)
+        if error is not None:
+            raise ApiError(_status_of(error), f"Orthanc could not {what}: {error}")
+        return answer
+
+    def studies_of(body: dict[str, Any] | None) -> list[Study]:
+        return [s for r in _store_resources(body)
+                if (s := app.access.study_of_any(r)) is not None]
+
     def send(request: Request, destination: str, operation: str = "store") -> Response:
         principal = app.principal(request)
         kind = "modality" if request.path.startswith("/modalities/") else "peer"
@@ -86,24 +130,19 @@ def register(router: Router, app: App) -> None:
         if operation == "move":
             event, studies = "retrieve_requested", _move_studies(body)
         else:
-            event = "instances_sent"
-            studies = [s for r in _store_resources(body)
-                       if (s := app.access.study_of_any(r)) is not None]
-        try:
-            answer = forward(app.orthanc, request.path, request.body, body)
-            outcome, error = SUCCESS, None
-        except OrthancError as exc:
-            outcome, error = FAILURE, exc
-        details: dict[str, Any] = {kind: destination}
-        if error is not None:
-            details["error"] = str(error)[:200]
-        for study in studies or [Study("", "", "")]:
-            app.audit.record(event, actor=principal.name, ip=request.ip, outcome=outcome,
-                             target=study.study_id, patient_id=study.patient_id,
-                             study_uid=study.study_uid, **details)
-        if error is not None:
-            raise ApiError(_status_of(error), f"Orthanc could not {operation}: {error}")
-        return json_response(answer)
+            event, studies = "instances_sent", studies_of(body)
+        return json_response(audited(
+            request, principal, event, studies, {kind: destination}, operation,
+            lambda: forward(app.orthanc, request.path, request.body, body)))
+
+    def create(request: Request, kind: str) -> Response:
+        principal = app.principal(request)
+        body = _as_object(request.body)
+        answer: Response = audited(
+            request, principal, "study_downloaded", studies_of(body), {"route": kind}, kind,
+            lambda: export(app.orthanc, request.path, request.body, body))
+        return answer
 
     router.add("POST", r"/modalities/([^/]+)/(store|move)", send)
     router.add("POST", r"/peers/([^/]+)/store", send)
+    router.add("POST", r"/tools/(create-archive|create-media|create-media-extended)", create)

@@ -55,13 +55,15 @@ class Observation:
 
 def classify(method: str, path: str, query: Mapping[str, str]) -> tuple[str, str, str] | None:
     """(kind, level, resource) of a request that touches one study's data, else None."""
-    if method not in ("GET", "DELETE") or len(path) < 5:
+    if method not in ("GET", "DELETE", "POST") or len(path) < 5:
         return None
     match = _NATIVE.fullmatch(path)
     if match is not None:
         level, resource, rest = _LEVELS[match[1]], match[2], match[3] or ""
         if method == "DELETE":
             return ("delete", level, resource) if not rest else None
+        if method == "POST":  # an archive or media by POST (a body with options, or a job)
+            return ("export", level, resource) if rest in ("/archive", "/media") else None
         return ("export" if rest.endswith(_DOWNLOADS) else "access", level, resource)
     if method != "GET":
         return None
