@@ -273,6 +273,44 @@ def test_share_expiry_with_the_clock_and_limits(orthanc: OrthancServer, admin: C
     assert any(i["details"]["share"] == created["id"] for i in expired)
 
 
+def test_share_links_end_with_their_creators_account(orthanc: OrthancServer, admin: Client,
+                                                     tmp_path: Path) -> None:
+    admin.ensure_logged_in()
+    tokens = {}
+    for name, change in (("img-leaver", {"enabled": False}), ("img-demoted", {"role": "viewer"}),
+                         ("img-deleted", None)):
+        client, _ = make_user(admin, name, "user")
+        files = write_series(tmp_path / name, 1, patient_id=name.upper())
+        study = client.post("/instances", data=files[0].read_bytes()).json()["ParentStudy"]
+        token, _ = _share(client, study)
+        assert orthanc.client().get(f"/api/shared/{token}").status_code == 200
+        uid = next(u["id"] for u in admin.get("/api/admin/users").json()["users"]
+                   if u["username"] == name)
+        r = (admin.put(f"/api/admin/users/{uid}", change) if change
+             else admin.delete(f"/api/admin/users/{uid}"))
+        assert r.status_code == 200, r.text
+        tokens[name] = token
+    for token in tokens.values():
+        r = orthanc.client().get(f"/api/shared/{token}")
+        assert r.status_code == 410 and r.json()["reason"] == "revoked"
+    revoked = admin.get("/api/audit", params={"event": "share_revoked"}).json()["items"]
+    assert {"account disabled", "role viewer", "account deleted"} <= {
+        i["details"].get("reason") for i in revoked}
+
+
+def test_a_link_to_deleted_images_is_410(orthanc: OrthancServer, admin: Client,
+                                         people: dict[str, tuple[Client, Account]],
+                                         tmp_path: Path) -> None:
+    uploader = people["uploader"][0]
+    files = write_series(tmp_path, 1, patient_id="IMG-GONE")
+    study = uploader.post("/instances", data=files[0].read_bytes()).json()["ParentStudy"]
+    token, _ = _share(uploader, study)
+    admin.ensure_logged_in()
+    assert admin.delete(f"/studies/{study}").status_code == 200
+    r = orthanc.client().get(f"/api/shared/{token}")
+    assert r.status_code == 410 and "deleted" in r.json()["error"]
+
+
 def test_unknown_tokens_are_404_and_guessing_is_throttled(orthanc: OrthancServer) -> None:
     guesser = orthanc.client()
     statuses = [guesser.get(f"/api/shared/{'x' * 42}{i % 10}").status_code for i in range(21)]

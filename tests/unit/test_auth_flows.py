@@ -933,3 +933,13 @@ def test_a_restricted_caller_is_never_remembered(env: Env) -> None:
     allowed, remember = env.app.decide(client.request("GET", "/api/profile"))
     assert allowed and remember == 0.0
     assert env.app.decide(client.request("GET", "/studies")) == (False, 0.0)
+
+
+def test_a_bug_answers_500_and_logs_no_share_token(env: Env) -> None:
+    def broken(request: Request, token: str) -> Response:
+        raise KeyError(token)
+
+    env.app.router.add("GET", r"/s/([^/]+)/broken", broken)
+    response = env.app.handle(Request("GET", "/s/Secret-Share-Token/broken", {}, {}, b"", "::1"))
+    assert response.status == 500 and body_of(response) == {"error": "internal error"}
+    assert env.log.lines[-1] == "OrthancNAS: GET /s/<token>/broken failed: KeyError"

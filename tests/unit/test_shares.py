@@ -195,6 +195,23 @@ def test_revoke_by_creator_or_admin_only(env: Env) -> None:
         ("alice", share.id), ("admin", other.id)]
 
 
+def test_revoke_all_of_a_creator(env: Env) -> None:
+    live, token = env.create()
+    used, _ = env.create(max_views=1)
+    with env.db.transaction() as tx:
+        tx.execute("UPDATE shares SET views = 1 WHERE id = ?", (used.id,))
+    bobs, bob_token = env.create(user_id=env.bob)
+    with env.db.transaction() as tx:
+        assert env.shares.revoke_all_of(tx, env.alice, "admin", "10.0.0.3",
+                                        "account disabled") == 1
+    with pytest.raises(ShareGone, match="revoked"):
+        env.shares.by_token(token)
+    assert env.shares.by_token(bob_token).id == bobs.id  # another creator's link lives on
+    (row,) = env.audit("share_revoked")
+    assert (row["actor"], row["details"]) == ("admin", {"share": live.id,
+                                                        "reason": "account disabled"})
+
+
 def test_pin_missing_wrong_and_right(env: Env) -> None:
     share, token = env.create(pin=PIN)
     assert share.has_pin

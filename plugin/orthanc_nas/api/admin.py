@@ -95,6 +95,10 @@ def register(router: Router, app: App) -> None:
             ended = 0
             if {"role", "enabled", "pin_hash"} & set(changes) or reset_2fa:
                 ended = app.sessions.end_all(tx, target.id)
+            disabled = changes.get("enabled") == 0
+            if disabled or changes.get("role") == "viewer":
+                app.shares.revoke_all_of(tx, target.id, admin.name, request.ip,
+                                         "account disabled" if disabled else "role viewer")
             fields = sorted(set(changes) - {"pin_hash"} | ({"pin"} if pin else set()))
             if fields:
                 app.audit.record("user_updated", actor=admin.name, ip=request.ip, tx=tx,
@@ -118,6 +122,7 @@ def register(router: Router, app: App) -> None:
         if target.id == admin.user.id:
             raise ApiError(409, "you cannot delete your own account")
         with app.db.transaction() as tx:
+            app.shares.revoke_all_of(tx, target.id, admin.name, request.ip, "account deleted")
             tx.execute("DELETE FROM users WHERE id = ?", (target.id,))
             if app.users.enabled_admins(tx) == 0:
                 raise ApiError(409, "at least one enabled admin must remain")

@@ -66,7 +66,10 @@ def register(router: Router, app: App) -> None:
 
     def summary(share: Share) -> dict[str, Any]:
         """What the landing page shows: no patient name or id before an explicit View."""
-        study = app.orthanc.get(f"/studies/{share.study_id}")
+        try:
+            study = app.orthanc.get(f"/studies/{share.study_id}")
+        except OrthancError as exc:
+            raise ApiError(410, "the shared images were deleted") from exc
         tags = study.get("MainDicomTags", {})
         resource = Resource(share.level, share.resource_id, share.study_id)
         return {"level": share.level, "study_date": tags.get("StudyDate", ""),

@@ -11,7 +11,7 @@ from ..audit import FAILURE, Audit
 from ..auth.keys import KeyRing
 from ..auth.pins import PinHasher
 from ..clock import Clock
-from ..db import Database, Row
+from ..db import Database, Row, Transaction
 
 TOKEN_LENGTH = 43  # secrets.token_urlsafe(32)
 VIEW_COOKIE = "onas_share_view"
@@ -208,3 +208,17 @@ class Shares:
             if changed:
                 self._audit.record("share_revoked", actor=actor, ip=ip, tx=tx, share=share_id)
         return changed == 1
+
+    def revoke_all_of(self, tx: Transaction, user_id: int, actor: str, ip: str,
+                      reason: str) -> int:
+        """Revokes every live share ``user_id`` created (their account was disabled, deleted
+        or may no longer share): a link never outlives its creator's right to give it."""
+        now = self._clock.now()
+        ids = [r["id"] for r in tx.all(
+            "SELECT id FROM shares WHERE created_by = ? AND revoked_at IS NULL"
+            " AND expires_at > ? AND views < max_views", (user_id, now))]
+        for share_id in ids:
+            tx.execute("UPDATE shares SET revoked_at = ? WHERE id = ?", (now, share_id))
+            self._audit.record("share_revoked", actor=actor, ip=ip, tx=tx, share=share_id,
+                               reason=reason)
+        return len(ids)
