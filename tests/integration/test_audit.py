@@ -9,8 +9,8 @@ import json
 import socket
 import sqlite3
 import subprocess
-import zipfile
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 from typing import Any
 
