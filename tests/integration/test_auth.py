@@ -285,6 +285,15 @@ def test_bad_login_bodies_get_a_clear_400(orthanc: OrthancServer, body: bytes, s
         assert r.json()["field"] == field
 
 
+def test_anonymous_bodies_are_bounded_before_orthanc_reads_them(orthanc: OrthancServer) -> None:
+    client = orthanc.client()
+    chunked = client.post("/api/login", data=iter([b'{"username": "a", ', b'"pin": "x"}']),
+                          headers={"Content-Type": "application/json"})
+    assert chunked.status_code == 403  # no declared size: refused by the filter
+    huge = client.post("/api/login", data=b"x" * (2**20 + 1))
+    assert huge.status_code == 403
+
+
 def test_unknown_user_and_wrong_pin_look_the_same(tmp_path: Path) -> None:
     server = OrthancServer(tmp_path, {"OrthancNAS": {"auth": {
         "bcrypt_cost": 10, "ip_max_failures": 100000}, "two_factor": {"max_failed_attempts": 100}}})

@@ -113,8 +113,10 @@ class Client:
             h["origin"] = ORIGIN
         if cookies and self.cookies:
             h["cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        h.update(headers or {})
         body = raw if raw is not None else (b"" if data is None else json.dumps(data).encode())
+        if method != "GET":
+            h["content-length"] = str(len(body))
+        h.update(headers or {})
         return Request(method, path, h, query or {}, body, self.ip)
 
     def allowed(self, method: str, path: str, **kwargs: Any) -> bool:
@@ -943,3 +945,14 @@ def test_a_bug_answers_500_and_logs_no_share_token(env: Env) -> None:
     response = env.app.handle(Request("GET", "/s/Secret-Share-Token/broken", {}, {}, b"", "::1"))
     assert response.status == 500 and body_of(response) == {"error": "internal error"}
     assert env.log.lines[-1] == "OrthancNAS: GET /s/<token>/broken failed: KeyError"
+
+
+@pytest.mark.parametrize("length", [None, "chunked", "1048577", "1e9", "\u00b2"])
+def test_anonymous_bodies_must_declare_a_small_size(env: Env, length: str | None) -> None:
+    client = Client(env.app)
+    headers = {} if length is None else {"content-length": length}
+    request = client.request("POST", "/api/login", {"username": "admin", "pin": ADMIN_PIN})
+    request.headers.pop("content-length")
+    request.headers.update(headers)
+    assert env.app.authorize(request) is False  # Orthanc would read it all into memory
+    assert client.allowed("POST", "/api/login", data={"username": "admin", "pin": ADMIN_PIN})

@@ -58,6 +58,9 @@ CACHE_SECONDS = 30.0
 CACHE_ENTRIES = 10_000
 
 
+ANONYMOUS_BODY_MAX = 2**20  # bytes; a login or a share's PIN takes well under 1 KB
+
+
 class AuthBackend:
     def __init__(self, users: Users, sessions: Sessions, tokens: Tokens, policy: Policy,
                  two_factor: Callable[[], dict[str, Any]], public_origin: str | None,
@@ -146,12 +149,13 @@ class AuthBackend:
         """The decision, and the authenticated caller it was made for (if any)."""
         route = (request.method, request.path)
         if route in PUBLIC_ROUTES:
-            return (request.method in SAFE_METHODS
-                    or self._origin_ok(request, cookie=False)), None
+            return (request.method in SAFE_METHODS or (
+                self._declared_small(request) and self._origin_ok(request, cookie=False))), None
         principal = self.authenticate(request)
         if principal is None:
             if route in PENDING_ROUTES and self.pending(request) is not None:
-                return self._origin_ok(request, cookie=True), None
+                return self._declared_small(request) and self._origin_ok(
+                    request, cookie=True), None
             return False, None
         if request.method not in SAFE_METHODS and not self._origin_ok(
                 request, cookie=principal.via == "session"):
@@ -159,6 +163,14 @@ class AuthBackend:
         if principal.restricted:
             return route in RESTRICTED_ROUTES, principal
         return self.policy.allows(principal.user.role, request.method, request.path), principal
+
+    def _declared_small(self, request: Request) -> bool:
+        """Whether a body sent before login declares a bounded size: Orthanc reads a whole
+        body into memory before any route sees it, so an anonymous caller must not be able to
+        send gigabytes (a chunked body declares no size and is refused too). Up to the bound,
+        the route itself answers an oversized body with a JSON 413."""
+        length = request.headers.get("content-length", "")
+        return length.isascii() and length.isdigit() and int(length) <= ANONYMOUS_BODY_MAX
 
     def _origin_ok(self, request: Request, *, cookie: bool) -> bool:
         """Cookie-borne state changes must prove their origin; others must not contradict it."""
