@@ -253,6 +253,8 @@ def test_api_tokens(orthanc: OrthancServer, admin: Client,
     assert script.post("/tools/find", {"Level": "Study", "Query": {}},
                        headers=bearer).status_code == 200  # no cookie: no CSRF question
     assert script.get("/api/admin/users", headers=bearer).status_code == 403  # owner's rights
+    enroll = script.post("/api/2fa/setup/totp", {}, headers=bearer)  # credentials: login only
+    assert enroll.status_code == 403 and "API tokens cannot" in enroll.json()["error"]
     assert script.get(f"/patients?token={token}").status_code == 403  # never in a URL
     assert token not in str(admin.get("/api/audit", params={"limit": 1000}).json())
     listed = client.get("/api/tokens").json()["tokens"]

@@ -704,8 +704,18 @@ def test_token_authorizes_with_its_owners_role(env: Env) -> None:
     assert anon.get("/api/admin/users", headers=atok).status == 200
     assert anon.allowed("DELETE", "/studies/abc", headers=atok, origin=False)
     assert anon.allowed("GET", "/patients", headers={"authorization": f"bearer {admin_token}"})
-    # A token cannot mint tokens.
-    assert anon.post("/api/tokens", {"name": "x"}, headers=vtok, origin=False).status == 403
+    # A token cannot mint tokens, nor change the credentials a login needs.
+    for path, body in (("/api/tokens", {"name": "x"}),
+                       ("/api/2fa/setup/totp", {}),
+                       ("/api/2fa/setup/totp/verify", {"code": "123456"}),
+                       ("/api/2fa/backup-codes/generate", {"pin": "x"})):
+        r = anon.post(path, body, headers=vtok, origin=False)
+        assert r.status == 403 and "API tokens cannot" in body_of(r)["error"], path
+    r = anon.put("/api/profile", {"current_pin": "x", "new_pin": "Some-New-PIN-2024"},
+                 headers=vtok, origin=False)
+    assert r.status == 403 and "change the PIN" in body_of(r)["error"]
+    assert anon.put("/api/profile", {"display_name": "Vera"}, headers=vtok,
+                    origin=False).status == 200
     # The token's stored form is a hash.
     stored = [r["token_hash"] for r in env.app.db.all("SELECT token_hash FROM api_tokens")]
     assert created["token"] not in stored and admin_token not in stored

@@ -8,8 +8,16 @@ from ..web import ApiError, Request, Response, Router, field_of, json_body, json
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..auth.backend import Principal
 
 MAX_PREFERENCES_BYTES = 4096
+
+
+def _not_by_token(principal: Principal, what: str) -> None:
+    """Credentials are managed in a login session only: a leaked API token must not be
+    able to enroll an attacker's authenticator, change the PIN or mint more tokens."""
+    if principal.via == "token":
+        raise ApiError(403, f"API tokens cannot {what}: log in")
 
 
 def register(router: Router, app: App) -> None:
@@ -55,6 +63,7 @@ def register(router: Router, app: App) -> None:
         new_pin = field_of(data, "new_pin", str, required=False, max_len=1024)
         ended = 0
         if new_pin is not None:
+            _not_by_token(principal, "change the PIN")
             current = field_of(data, "current_pin", str, max_len=1024)
             ended = app.auth.change_pin(user, current, new_pin, principal.session_hash,
                                         request.ip)
@@ -68,6 +77,7 @@ def register(router: Router, app: App) -> None:
 
     def setup_totp(request: Request) -> Response:
         principal = app.principal(request, allow_restricted=True)
+        _not_by_token(principal, "enroll a second factor")
         if "totp" not in app.two_factor()["allowed_methods"]:
             raise ApiError(409, "TOTP is not an allowed second factor here")
         if principal.user.totp_enabled:  # replacing a working factor: prove it is you
@@ -77,12 +87,14 @@ def register(router: Router, app: App) -> None:
 
     def confirm_totp(request: Request) -> Response:
         principal = app.principal(request, allow_restricted=True)
+        _not_by_token(principal, "enroll a second factor")
         code = field_of(json_body(request, app.max_body), "code", str, max_len=32)
         codes = app.auth.confirm_totp(principal.user, code, request.ip)
         return json_response({"status": "enrolled", "backup_codes": codes})
 
     def backup_codes(request: Request) -> Response:
         principal = app.principal(request, allow_restricted=True)
+        _not_by_token(principal, "generate backup codes")
         if "backup_codes" not in app.two_factor()["allowed_methods"]:
             raise ApiError(409, "backup codes are not an allowed second factor here")
         pin = field_of(json_body(request, app.max_body), "pin", str, max_len=1024)
@@ -96,8 +108,7 @@ def register(router: Router, app: App) -> None:
 
     def create_token(request: Request) -> Response:
         principal = app.principal(request)
-        if principal.via == "token":
-            raise ApiError(403, "API tokens cannot create tokens: log in")
+        _not_by_token(principal, "create tokens")
         data = json_body(request, app.max_body)
         name = field_of(data, "name", str, max_len=100).strip()
         if not name:
