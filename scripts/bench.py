@@ -320,7 +320,7 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def wrk(url: str, seconds: int, cookie: str | None) -> dict[str, float]:
-    cmd = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency"]
+    cmd = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "--timeout", "30s"]
     if cookie:
         cmd += ["-H", f"Cookie: {cookie}"]
     done = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60)

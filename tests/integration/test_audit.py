@@ -87,7 +87,8 @@ def test_cutting_the_tail_is_found_through_the_exported_head(
     head_file = orthanc.data_dir / "audit-head.json"
     wait_until(head_file.exists, 30, "the chain head to be exported")
     head = json.loads(head_file.read_text())
-    assert f"audit chain head id={head['id']}" in orthanc.log_text()
+    wait_until(lambda: f"audit chain head id={head['id']}" in orthanc.log_text(), 30,
+               "the head to be logged")
     tamper(orthanc, f"DELETE FROM audit WHERE id >= {head['id']}")
     result = cli(orthanc)
     assert result.returncode == 1

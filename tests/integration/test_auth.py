@@ -310,13 +310,15 @@ def test_unknown_user_and_wrong_pin_look_the_same(tmp_path: Path) -> None:
 
         samples: dict[str, list[float]] = {"admin": [], "nobody-here": []}
         answers = set()
-        for _ in range(12):
+        for _ in range(30):
             for name, times in samples.items():
                 status, text, seconds = attempt(name)
                 answers.add((status, text))
                 times.append(seconds)
         assert answers == {(401, '{"error":"invalid username or PIN"}')}
-        known, unknown = (statistics.median(samples[n]) for n in ("admin", "nobody-here"))
+        # The lower quartile: other load on the machine only ever adds time.
+        known, unknown = (statistics.quantiles(samples[n], n=4)[0]
+                          for n in ("admin", "nobody-here"))
         assert abs(known - unknown) / known < 0.25, (known, unknown)
     finally:
         server.stop()

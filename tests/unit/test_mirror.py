@@ -645,6 +645,26 @@ def test_series_larger_than_a_batch_gets_one_audit_row(env: Env,
     assert [a["details"]["instances"] for a in env.audit("nas_mirrored")] == [5]
 
 
+def test_instances_arriving_during_a_pass_join_their_series_row(env: Env) -> None:
+    """A modality still sending while the worker mirrors the first instance: the series is
+    not closed while queued instances are unread (their series is unknown until read)."""
+    instances = series(5)
+    env.record("inst-0", instances[0][0])
+    write = env.storage.write_and_read
+
+    def write_while_more_arrive(path: str, data: bytes) -> bytes:
+        env.storage.write_and_read = write  # type: ignore[method-assign]
+        for i, (more, _) in enumerate(instances[1:], start=1):
+            env.record(f"inst-{i}", more)
+        return write(path, data)
+
+    env.storage.write_and_read = write_while_more_arrive  # type: ignore[method-assign]
+    env.mirror.step()  # the first instance alone, the others queued meanwhile
+    assert env.audit("nas_mirrored") == []
+    env.drain()
+    assert [a["details"]["instances"] for a in env.audit("nas_mirrored")] == [5]
+
+
 # ---- spool housekeeping and reconciliation ---------------------------------------------------
 
 

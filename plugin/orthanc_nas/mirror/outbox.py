@@ -176,8 +176,11 @@ class Outbox:
                         item.instance_id, item.gen))
 
     def series_open(self, series_uid: str) -> bool:
-        row = self._db.one("SELECT 1 FROM mirror_queue WHERE series_uid = ? AND state IN"
-                           " ('pending', 'failed') LIMIT 1", (series_uid,))
+        """Whether an instance of the series may still be mirrored: one of it is queued, or
+        a queued copy is not yet read (its series is known only once the worker reads it)."""
+        row = self._db.one("SELECT 1 FROM mirror_queue WHERE (series_uid = ? AND state IN"
+                           " ('pending', 'failed')) OR (series_uid IS NULL AND op = 'put'"
+                           " AND state = 'pending') LIMIT 1", (series_uid,))
         return row is not None
 
     def spool_path(self, name: str) -> Path:

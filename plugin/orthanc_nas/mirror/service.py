@@ -135,6 +135,7 @@ class MirrorService:
         nas = self.effective()
         row = self._db.one("SELECT * FROM nas_state WHERE id = 1")
         state = dict(row) if row else {}
+        counts = self.outbox.counts()  # what the spooler still holds is pending too
         return {"enabled": nas["enabled"], "type": nas["type"],
                 "connected": bool(state.get("connected")) if nas["enabled"] else False,
                 "last_error": state.get("last_error"),
@@ -142,7 +143,7 @@ class MirrorService:
                 "total_bytes": state.get("total_bytes"), "free_bytes": state.get("free_bytes"),
                 "throughput_bytes_per_second": state.get("throughput_bps") or 0.0,
                 "worker_updated_at": state.get("updated_at"),
-                **self.outbox.counts()}
+                **counts, "pending": counts["pending"] + self.spooler.backlog()}
 
     def run_cli(self, args: list[str], nas: dict[str, Any]) -> dict[str, Any]:
         """Runs an NAS action in a child process (waiting releases the GIL)."""

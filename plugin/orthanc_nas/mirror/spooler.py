@@ -52,6 +52,11 @@ class Spooler:
             self.pending_bytes += len(data)
             self._cond.notify_all()
 
+    def backlog(self) -> int:
+        """Instances received but not yet in the outbox."""
+        with self._cond:
+            return len(self._items) + self._writing
+
     def flush(self, timeout: float = 60.0) -> bool:
         """Waits until everything submitted is in the outbox; False on timeout."""
         with self._cond:
