@@ -103,6 +103,31 @@ def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     return data
 
 
+def search_params(request: Request, max_bytes: int) -> Mapping[str, str]:
+    """A search's parameters: the query string (GET), or a JSON object of strings and numbers
+    (POST, which keeps patient names and IDs out of URLs, and so out of proxy logs)."""
+    if request.method == "GET":
+        return request.query
+    params: dict[str, str] = {}
+    for name, value in json_body(request, max_bytes).items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ApiError(400, f"field {name} must be a string or a number", field=name)
+        params[name] = str(value)
+    return params
+
+
+def int_param(params: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """An integer parameter from ``lo`` to ``hi``, else ApiError(400) naming it."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
+        raise ApiError(400, f"parameter {name} must be an integer from {lo} to {hi}", field=name)
+    return int(raw)
+
+
 def field_of(data: Mapping[str, Any], name: str, kind: type, *, required: bool = True,
              default: Any = None, max_len: int | None = None) -> Any:
     """One typed field of a JSON body; ApiError(400) naming the field when it is wrong."""

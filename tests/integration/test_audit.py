@@ -112,6 +112,11 @@ def test_exports_and_encoded_values(server: tuple[OrthancServer, Client]) -> Non
     exported = admin.get("/api/audit", params={"format": "json", "user": "admin"})
     assert "attachment" in exported.headers["Content-Disposition"]
     assert exported.json()["total"] >= 1
+    posted = admin.post("/api/audit/search", {"format": "json", "user": "admin"})
+    assert posted.json() == exported.json()  # the same in a body, as the admin page asks
+    bad = admin.post("/api/audit/search", {"limit": [1]})
+    assert bad.status_code == 400 and bad.json()["field"] == "limit"
+    assert admin.post("/api/audit/search", {"limit": "\u00b2"}).json()["field"] == "limit"
     assert admin.get("/api/audit", params={"format": "xml"}).status_code == 400
 
 

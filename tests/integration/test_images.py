@@ -62,9 +62,12 @@ def library(people: dict[str, tuple[Client, Account]],
 
 
 def search(client: Client, **params: object) -> dict[str, object]:
+    """Searches by GET (query string) and by POST (JSON body, what the page uses): the same."""
     r = client.get("/api/images", params={"limit": 100, **params})
     assert r.status_code == 200, r.text
     body: dict[str, object] = r.json()
+    posted = client.post("/api/images/search", {"limit": 100, **params})
+    assert posted.status_code == 200 and posted.json() == body, posted.text
     return body
 
 

@@ -313,7 +313,8 @@ def test_nas_admin_page_shows_status_queue_and_share(
     send(server, tmp_path, 2, "NAS-PAGE")
     wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain")
     expected = status(admin)["mirrored"]
-    listing = admin.get("/api/nas/browse", params={"path": "NAS-PAGE"}).json()
+    listing = admin.post("/api/nas/browse", {"path": "NAS-PAGE"}).json()  # as the page asks
+    assert admin.get("/api/nas/browse", params={"path": "NAS-PAGE"}).json() == listing
     assert listing["ok"] and [e["is_dir"] for e in listing["entries"]] == [True]
     outside = admin.get("/api/nas/browse", params={"path": "../.."})
     assert outside.status_code == 400 and outside.json()["field"] == "path"

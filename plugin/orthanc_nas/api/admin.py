@@ -12,15 +12,6 @@ if TYPE_CHECKING:
     from ..app import App
 
 
-def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ApiError(400, f"parameter {name} must be an integer from {lo} to {hi}", field=name)
-    return int(raw)
-
-
 def register(router: Router, app: App) -> None:
     def list_users(request: Request) -> Response:
         app.require_admin(request)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..audit import FAILURE, HEAD_FILE, AuditQuery, read_head
-from ..web import ApiError, Request, Response, Router, json_response
-from .admin import int_param
+from ..web import ApiError, Request, Response, Router, int_param, json_response, search_params
 
 if TYPE_CHECKING:
     from ..app import App
@@ -18,8 +18,8 @@ CSV_COLUMNS = ("id", "ts", "actor", "ip", "event", "event_code", "event_name", "
                "outcome_code", "target", "patient_id", "study_uid", "details")
 
 
-def _float_param(request: Request, name: str) -> float | None:
-    raw = request.query.get(name)
+def _float_param(params: Mapping[str, str], name: str) -> float | None:
+    raw = params.get(name)
     if raw is None:
         return None
     try:
@@ -38,17 +38,17 @@ def _cell(value: Any) -> str:
 def register(router: Router, app: App) -> None:
     def search(request: Request) -> Response:
         app.require_admin(request)
-        q = request.query
+        q = search_params(request, app.max_body)
         export = q.get("format", "")
         if export not in ("", "json", "csv"):
             raise ApiError(400, "parameter format must be json or csv", field="format")
         limit_max = 100_000 if export else 1000
         query = AuditQuery(actor=q.get("user"), event=q.get("event"), outcome=q.get("outcome"),
                            patient_id=q.get("patient"), study_uid=q.get("study"),
-                           target=q.get("target"), since=_float_param(request, "since"),
-                           until=_float_param(request, "until"),
-                           limit=int_param(request, "limit", 100, 1, limit_max),
-                           offset=int_param(request, "offset", 0, 0, 10**9))
+                           target=q.get("target"), since=_float_param(q, "since"),
+                           until=_float_param(q, "until"),
+                           limit=int_param(q, "limit", 100, 1, limit_max),
+                           offset=int_param(q, "offset", 0, 0, 10**9))
         total, items = app.audit.search(query)
         if export != "csv":
             response = json_response({"total": total, "items": items})
@@ -76,4 +76,5 @@ def register(router: Router, app: App) -> None:
         return json_response(result.public())
 
     router.add("GET", r"/api/audit", search)
+    router.add("POST", r"/api/audit/search", search)
     router.add("GET", r"/api/audit/verify", verify)

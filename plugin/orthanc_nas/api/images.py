@@ -9,8 +9,17 @@ from urllib.parse import urlencode
 
 from ..auth.backend import Principal
 from ..images.catalog import DATE_RE, SORTS, Filters, NotVisible, OrthancError, Viewer, valid_tag
-from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
-from .admin import int_param
+from ..web import (
+    ApiError,
+    Request,
+    Response,
+    Router,
+    field_of,
+    int_param,
+    json_body,
+    json_response,
+    search_params,
+)
 
 if TYPE_CHECKING:
     from ..app import App
@@ -50,7 +59,7 @@ def register(router: Router, app: App) -> None:
 
     def search(request: Request) -> Response:
         principal = app.principal(request)
-        q = request.query
+        q = search_params(request, app.max_body)
         for name in ("date_from", "date_to"):
             value = q.get(name, "").replace("-", "")
             if value and not DATE_RE.fullmatch(value):
@@ -70,8 +79,7 @@ def register(router: Router, app: App) -> None:
             date_to=q.get("date_to", "").replace("-", "") or None,
             description=q.get("description") or None, tag=q.get("tag") or None,
             uploader=q.get("uploader") or None, sort=sort,
-            limit=int_param(request, "limit", 50, 1, 500),
-            offset=int_param(request, "offset", 0, 0, 10**7))
+            limit=int_param(q, "limit", 50, 1, 500), offset=int_param(q, "offset", 0, 0, 10**7))
         total, items = catalog.search(viewer_of(principal), filters)
         return json_response({"total": total, "offset": filters.offset, "items": items})
 
@@ -170,6 +178,7 @@ def register(router: Router, app: App) -> None:
     router.add("POST", r"/instances", upload)
     router.add("GET", r"/instances", list_instances)
     router.add("GET", r"/api/images", search)
+    router.add("POST", r"/api/images/search", search)
     router.add("GET", rf"/api/images/{ID}", detail)
     router.add("POST", rf"/api/images/{ID}/tags", add_tag)
     router.add("DELETE", rf"/api/images/{ID}/tags/([^/]+)", remove_tag)

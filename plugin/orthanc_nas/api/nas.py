@@ -6,8 +6,17 @@ from typing import TYPE_CHECKING
 
 from ..mirror.service import NasConfigError
 from ..nas.storage import OutsideRoot, clean_relative
-from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
-from .admin import int_param
+from ..web import (
+    ApiError,
+    Request,
+    Response,
+    Router,
+    field_of,
+    int_param,
+    json_body,
+    json_response,
+    search_params,
+)
 
 if TYPE_CHECKING:
     from ..app import App
@@ -48,7 +57,7 @@ def register(router: Router, app: App) -> None:
 
     def browse(request: Request) -> Response:
         app.require_admin(request)
-        raw = request.query.get("path", "")
+        raw = search_params(request, app.max_body).get("path", "")
         try:
             path = str(clean_relative(raw)) if raw.strip("/") else ""
         except OutsideRoot as exc:
@@ -63,8 +72,8 @@ def register(router: Router, app: App) -> None:
         state = request.query.get("state")
         if state is not None and state not in QUEUE_STATES:
             raise ApiError(400, f"parameter state must be one of {QUEUE_STATES}", field="state")
-        items = mirror.outbox.items(state, int_param(request, "limit", 100, 1, 1000),
-                                   int_param(request, "offset", 0, 0, 10**9))
+        items = mirror.outbox.items(state, int_param(request.query, "limit", 100, 1, 1000),
+                                   int_param(request.query, "offset", 0, 0, 10**9))
         return json_response({"items": items, **mirror.outbox.counts()})
 
     def retry(request: Request) -> Response:
@@ -91,6 +100,7 @@ def register(router: Router, app: App) -> None:
     router.add("POST", r"/api/nas/test", test)
     router.add("GET", r"/api/nas/status", status)
     router.add("GET", r"/api/nas/browse", browse)
+    router.add("POST", r"/api/nas/browse", browse)
     router.add("GET", r"/api/nas/queue", queue)
     router.add("POST", r"/api/nas/retry", retry)
     router.add("POST", r"/api/nas/backfill", backfill)

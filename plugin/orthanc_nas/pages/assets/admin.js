@@ -206,32 +206,42 @@
 
   // ---- audit log --------------------------------------------------------------------------
 
+  // Filters travel in POST bodies: patient IDs and study UIDs stay out of URLs (and logs).
   function auditFilters() {
-    const query = new URLSearchParams();
+    const query = {};
     [['user', 'audit-user'], ['event', 'audit-event'], ['outcome', 'audit-outcome'],
       ['patient', 'audit-patient'], ['study', 'audit-study']].forEach(function (p) {
       const value = $(p[1]).value.trim();
-      if (value) query.set(p[0], value);
+      if (value) query[p[0]] = value;
     });
     [['since', 'audit-since'], ['until', 'audit-until']].forEach(function (p) {
       const value = $(p[1]).value;  // local time, as the admin reads it
-      if (value) query.set(p[0], String(new Date(value).getTime() / 1000));
-    });
-    ['csv', 'json'].forEach(function (format) {
-      const exported = new URLSearchParams(query);
-      exported.set('format', format);
-      exported.set('limit', '100000');
-      $('audit-' + format).href = '/api/audit?' + exported.toString();
+      if (value) query[p[0]] = new Date(value).getTime() / 1000;
     });
     return query;
   }
 
+  async function exportAudit(format) {
+    const body = Object.assign(auditFilters(), { format: format, limit: 100000 });
+    let response;
+    try {
+      response = await fetch('/api/audit/search', {
+        method: 'POST', credentials: 'same-origin', cache: 'no-store', referrerPolicy: 'same-origin',
+        headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body)
+      });
+    } catch (err) { UI.fail('audit-error', new Error('Cannot reach the server.')); return; }
+    if (!response.ok) { UI.fail('audit-error', new Error('Export failed (' + response.status + ').')); return; }
+    const link = UI.el('a', { href: URL.createObjectURL(await response.blob()), download: 'audit.' + format });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(link.href); }, 60000);
+  }
+
   async function loadAudit() {
-    const query = auditFilters();
-    query.set('limit', String(PAGE));
-    query.set('offset', String(auditOffset));
+    const query = Object.assign(auditFilters(), { limit: PAGE, offset: auditOffset });
     let answer;
-    try { answer = await api('GET', '/api/audit?' + query.toString()); } catch (err) { UI.fail('audit-error', err); return; }
+    try { answer = await api('POST', '/api/audit/search', query); } catch (err) { UI.fail('audit-error', err); return; }
     UI.say('audit-error', '');
     const items = answer.items || [];
     const body = $('audit-table').tBodies[0];
@@ -264,7 +274,8 @@
     auditOffset = 0;
     UI.busy($('audit-search'), loadAudit);
   });
-  $('audit-form').addEventListener('change', auditFilters);
+  $('audit-csv').addEventListener('click', function () { exportAudit('csv'); });
+  $('audit-json').addEventListener('click', function () { exportAudit('json'); });
   $('audit-verify').addEventListener('click', function () {
     UI.busy($('audit-verify'), async function () {
       const out = $('audit-verify-result');

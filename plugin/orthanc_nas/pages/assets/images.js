@@ -82,9 +82,10 @@
     return q;
   }
   async function search(at) {
-    const params = new URLSearchParams(Object.assign({}, query, { limit: String(PAGE), offset: String(at) }));
+    // POST: patient names and IDs stay out of URLs (and so out of proxy and server logs).
+    const params = Object.assign({}, query, { limit: PAGE, offset: at });
     let answer;
-    try { answer = await api('GET', '/api/images?' + params.toString()); } catch (err) { fail(err); return; }
+    try { answer = await api('POST', '/api/images/search', params); } catch (err) { fail(err); return; }
     offset = at;
     openId = null;
     render(answer);

@@ -263,7 +263,7 @@
     UI.say('browse-error', '');
     fill('browse-table', [], 'Loading…');
     let answer;
-    try { answer = await api('GET', '/api/nas/browse?' + new URLSearchParams({ path: path }).toString()); } catch (err) {
+    try { answer = await api('POST', '/api/nas/browse', { path: path }); } catch (err) {
       if (seq === browseSeq) { fill('browse-table', [], 'Cannot list this folder.'); UI.fail('browse-error', err); }
       return;
     }
