@@ -216,6 +216,9 @@ def test_probe_names_the_failing_step(nas_orthanc: tuple[OrthancServer, Client],
     assert readonly["failed_step"] == "write" and "access denied" in readonly["steps"][-1]["error"]
     assert list(samba.readonly_dir.iterdir()) == []
     assert admin.post("/api/nas/test", {"port": "445"}).json()["field"] == "port"
+    elsewhere = admin.post("/api/nas/test", {"host": "nas.example.org"})  # not with our password
+    assert elsewhere.status_code == 400 and elsewhere.json()["field"] == "password"
+    assert admin.post("/api/nas/config", {"port": 4450}).json()["field"] == "password"
 
 
 def test_wrong_password_then_fixed(nas_orthanc: tuple[OrthancServer, Client],

@@ -80,6 +80,7 @@ class MirrorService:
         else:
             override = {**self._override(), **changes}
         self._validated({**self._cfg.section("nas"), **override}, whole=True)
+        self._check_server_change(changes)
         stored = {k: v for k, v in override.items() if k != SECRET}
         if SECRET in override:
             stored["password_encrypted"] = self._keys.encrypt(
@@ -162,7 +163,18 @@ class MirrorService:
     def candidate(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Settings to test before saving them: the effective ones with ``changes`` applied
         (each key checked; the cross-key rules only bind what is saved)."""
-        return self._validated({**self.effective(), **changes}, whole=False)
+        nas = self._validated({**self.effective(), **changes}, whole=False)
+        self._check_server_change(changes)
+        return nas
+
+    def _check_server_change(self, changes: dict[str, Any]) -> None:
+        """The stored password goes only to the server it was given for: pointing the mirror
+        at another host or port needs it typed again (else an admin session could send the
+        NAS credentials to any server)."""
+        current = self.effective()
+        moved = any(key in changes and changes[key] != current[key] for key in ("host", "port"))
+        if moved and current[SECRET] and SECRET not in changes:
+            raise NasConfigError(SECRET, "enter the password again to use another host or port")
 
     @staticmethod
     def _validated(raw: dict[str, Any], *, whole: bool) -> dict[str, Any]:
