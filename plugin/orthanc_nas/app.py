@@ -6,6 +6,8 @@ callbacks; tests drive both directly with fakes.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import re
 import secrets
@@ -46,9 +48,11 @@ from .settings import Settings
 from .web import (
     SECURITY_HEADERS,
     ApiError,
+    Networks,
     Request,
     Response,
     Router,
+    client_ip,
     error_response,
     json_response,
 )
@@ -92,6 +96,8 @@ class App:
         self._orthanc_storage = orthanc_storage
         auth = cfg.section("auth")
         self.max_body = auth["max_body_bytes"]
+        self._proxies: Networks = tuple(ipaddress.ip_network(n, strict=False)
+                                        for n in auth["trusted_proxies"])
         self.settings = Settings(db, clock)
         self.audit = Audit(db, clock, keys.key("audit-chain"))
         self.access = AccessRecorder(db, self.audit, orthanc, clock, lambda problem: log.warning(
@@ -199,6 +205,7 @@ class App:
         allowed, principal = self.backend.decide(request)
         if not allowed or principal is None:
             return allowed, 0.0
+        request = self._from_client(request)
         scope = (f"s:{principal.session_hash[:16]}" if principal.session_hash
                  else f"t:{principal.token_id}:{int(self.clock.now() // 86400)}")
         self.access.observe(scope, principal.name, request.ip, request.method, request.path,
@@ -208,7 +215,13 @@ class App:
             return True, 0.0  # filter's view of each request (client IP)
         return True, min(self.backend.remaining(request), REMEMBER_MAX)
 
+    def _from_client(self, request: Request) -> Request:
+        """The request with the client's address when a trusted proxy forwarded it."""
+        ip = client_ip(request.ip, request.headers.get("x-forwarded-for", ""), self._proxies)
+        return request if ip == request.ip else dataclasses.replace(request, ip=ip)
+
     def handle(self, request: Request) -> Response:
+        request = self._from_client(request)
         try:
             response = self.router.dispatch(request)
         except ApiError as err:

@@ -7,6 +7,7 @@ configuration table is checked against this schema by the tests.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -57,6 +58,18 @@ def _subset_of(*choices: str) -> Check:
         return None
 
     return check
+
+
+def _networks(v: list[Any]) -> str | None:
+    expected = "a list of IP addresses or networks in CIDR notation"
+    for item in v:
+        if not isinstance(item, str):
+            return expected
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return expected
+    return None
 
 
 def _non_empty(v: str) -> str | None:
@@ -137,6 +150,10 @@ SCHEMA: Schema = {
                                 _range(1, 3650)),
         "max_body_bytes": Field(int, 65536, "Largest JSON body accepted by the plugin's API.",
                                 _range(1024, 10485760)),
+        "trusted_proxies": Field(list, [], "Addresses or networks of reverse proxies (e.g. "
+                                 "'127.0.0.1', '10.0.0.0/24') whose X-Forwarded-For names the "
+                                 "client (for throttles and the audit trail). Empty: the header "
+                                 "is never trusted.", _networks),
     },
     "two_factor": {
         "enabled": Field(bool, True, "Two-factor authentication system-wide."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -21,6 +22,27 @@ SECURITY_HEADERS = (
      "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
      "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"),
 )
+
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def client_ip(peer: str, forwarded_for: str, trusted: Networks) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy; then the right-most
+    X-Forwarded-For entry that is not a trusted proxy itself (entries further left are the
+    client's word and prove nothing). Anything unreadable keeps the last address known."""
+    if not trusted or not forwarded_for:
+        return peer
+    address = peer
+    for hop in [peer, *reversed(forwarded_for.split(","))]:
+        try:
+            ip = ipaddress.ip_address(hop.strip())
+        except ValueError:
+            return address
+        address = str(ip)
+        if not any(ip in network for network in trusted):
+            return address
+    return address
 
 
 @dataclass(frozen=True)

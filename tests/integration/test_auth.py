@@ -10,7 +10,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from harness import Account, Client, OrthancServer, make_user
+from harness import ADMIN_PIN, Account, Client, OrthancServer, make_user
 
 INVALID = {"error": "invalid username or PIN"}
 
@@ -294,6 +294,25 @@ def test_anonymous_bodies_are_bounded_before_orthanc_reads_them(orthanc: Orthanc
     assert chunked.status_code == 403  # no declared size: refused by the filter
     huge = client.post("/api/login", data=b"x" * (2**20 + 1))
     assert huge.status_code == 403
+
+
+def test_behind_a_trusted_proxy_the_client_address_counts(tmp_path: Path) -> None:
+    server = OrthancServer(tmp_path, {"OrthancNAS": {"auth": {
+        "trusted_proxies": ["127.0.0.1"], "ip_max_failures": 3}}}).start()
+    try:
+        def fail(client_ip: str) -> int:
+            return server.client().post(
+                "/api/login", {"username": "nobody", "pin": "Wrong-PIN-12345"},
+                headers={"X-Forwarded-For": f"198.51.100.1, {client_ip}"}).status_code
+
+        assert [fail("203.0.113.9") for _ in range(4)] == [401, 401, 401, 503]
+        assert fail("203.0.113.10") == 401  # another client behind the same proxy: not locked
+        admin, account = server.client(), Account("admin", ADMIN_PIN, "admin")
+        admin.onboard(account, "Blue-Harbor-PIN-2024!")
+        rows = admin.get("/api/audit", params={"event": "login", "outcome": "failure"}).json()
+        assert {r["ip"] for r in rows["items"]} == {"203.0.113.9", "203.0.113.10"}
+    finally:
+        server.stop()
 
 
 def test_unknown_user_and_wrong_pin_look_the_same(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def test_defaults_are_filled_in() -> None:
                     "session_idle_minutes": 30, "session_absolute_hours": 12,
                     "pending_login_minutes": 5, "cookie_secure": "auto",
                     "ip_max_failures": 30, "ip_window_minutes": 15, "token_max_days": 365,
-                    "max_body_bytes": 65536}
+                    "max_body_bytes": 65536, "trusted_proxies": []}
     assert cfg.section("two_factor") == {
         "enabled": True, "required_for_admin": True, "required_for_users": True,
         "required_for_viewers": False, "allowed_methods": ["totp", "backup_codes"],
@@ -130,6 +130,10 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("not one of", {"auth": {"cookie_secure": "sometimes"}}, "OrthancNAS.auth.cookie_secure",
      "one of 'auto', 'always', 'never'"),
     ("nas type", {"nas": {"type": "ftp"}}, "OrthancNAS.nas.type", "one of 'smb', 'local'"),
+    ("proxy not an address", {"auth": {"trusted_proxies": ["proxy.clinic"]}},
+     "OrthancNAS.auth.trusted_proxies", "a list of IP addresses or networks"),
+    ("proxy not a string", {"auth": {"trusted_proxies": [10]}},
+     "OrthancNAS.auth.trusted_proxies", "a list of IP addresses or networks"),
     ("backend", {"database": {"backend": "postgres"}}, "OrthancNAS.database.backend",
      "one of 'sqlite'"),
     ("empty data_dir", {"data_dir": ""}, "OrthancNAS.data_dir", "a non-empty string"),
