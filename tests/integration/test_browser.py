@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -72,3 +73,13 @@ def test_admin_filters_exports_and_verifies_the_audit_log(
     browser.find_element(By.ID, "audit-verify").click()
     result = wait(browser).until(ec.visibility_of_element_located((By.ID, "audit-verify-result")))
     wait(browser).until(lambda _d: result.text.startswith("The chain verifies"))
+
+
+@pytest.mark.parametrize("next_path", ["/.//example.invalid/", "/..//example.invalid/",
+                                       "/%2e%2e//example.invalid/"])
+def test_login_never_sends_the_browser_to_another_site(
+        browser: WebDriver, orthanc: OrthancServer, admin: Client, next_path: str) -> None:
+    assert admin.account is not None
+    browser_login(browser, f"{orthanc.url}/ui/login?next={next_path}", orthanc.client(),
+                  admin.account)
+    assert browser.current_url.startswith(orthanc.url + "/")

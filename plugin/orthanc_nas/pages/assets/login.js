@@ -6,7 +6,8 @@
   const codeForm = $('code-form');
   const errorBox = $('login-error');
 
-  /** A same-site path (never another origin), or null. */
+  /** A same-site URL (never another origin), or null. The whole URL is returned, not its
+   *  path: "/.//evil.example" resolves to the path "//evil.example", another host. */
   function safePath(value) {
     if (typeof value !== 'string' || value.charAt(0) !== '/' || value.charAt(1) === '/' ||
         value.charAt(1) === '\\' || /[\u0000-\u001f\\]/.test(value)) {
@@ -14,7 +15,7 @@
     }
     try {
       const url = new URL(value, location.origin);
-      return url.origin === location.origin ? url.pathname + url.search + url.hash : null;
+      return url.origin === location.origin && !url.pathname.startsWith('//') ? url.href : null;
     } catch (ignored) {
       return null;
     }
