@@ -41,7 +41,7 @@ from .images.catalog import Catalog, OrthancError, orthanc_study_id
 from .images.dashboard import Dashboard
 from .images.shares import Shares
 from .logs import Log
-from .mirror.outbox import Outbox
+from .mirror.outbox import Outbox, StoredCopy
 from .mirror.service import MirrorService
 from .pages import Pages
 from .settings import Settings
@@ -123,7 +123,7 @@ class App:
         self.mirror = MirrorService(cfg, db, self.settings, keys,
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
                                     python or [sys.executable], env or {}, self._spool_failed,
-                                    self._stored_file)
+                                    self._stored_copy)
         self.catalog = Catalog(db, orthanc, clock,
                                lambda ids: self.mirror.outbox.state_of(db, ids))
         shares = cfg.section("shares")
@@ -165,8 +165,9 @@ class App:
                          source_id=syslog["source_id"] or hostname, hostname=hostname,
                          app_name=syslog["app_name"], facility=syslog["facility"])
 
-    def _stored_file(self, instance_id: str) -> Path | None:
-        """Orthanc's own file of an instance, when it is kept uncompressed in a folder."""
+    def _stored_copy(self, instance_id: str) -> StoredCopy | None:
+        """What Orthanc keeps of an instance: its file, when kept uncompressed in a folder,
+        and the MD5 of its bytes."""
         if self._orthanc_storage is None:
             return None
         try:
@@ -174,9 +175,9 @@ class App:
         except OrthancError:
             return None
         uuid = str(info.get("Uuid", ""))
-        if info.get("CompressedSize") != info.get("UncompressedSize") or not UUID.fullmatch(uuid):
-            return None
-        return self._orthanc_storage / uuid[:2] / uuid[2:4] / uuid
+        plain = info.get("CompressedSize") == info.get("UncompressedSize") and UUID.fullmatch(uuid)
+        return StoredCopy(self._orthanc_storage / uuid[:2] / uuid[2:4] / uuid if plain else None,
+                          str(info.get("UncompressedMD5") or "") or None)
 
     def _spool_failed(self, problem: str) -> None:
         self.log.error(f"OrthancNAS: could not queue received instances for the NAS "

@@ -3,6 +3,7 @@ hostile values, reconciliation."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -127,6 +128,32 @@ def test_duplicates_are_harmless(nas_orthanc: tuple[OrthancServer, Client],
     ids = patient_instances(admin, "NAS-DUP")
     assert_mirrored(samba.share_dir, admin, ids)
     assert len(list((samba.share_dir / "NAS-DUP").rglob("*.dcm"))) == 3
+
+
+def test_a_duplicate_with_other_bytes_never_replaces_the_copy(
+        nas_orthanc: tuple[OrthancServer, Client], samba: SambaServer, tmp_path: Path) -> None:
+    """Orthanc keeps the first copy of a re-sent instance (OverwriteInstances off) but still
+    runs the hook with the refused bytes: the NAS must keep holding what Orthanc holds."""
+    server, admin = nas_orthanc
+    genuine = write_series(tmp_path / "a", 1, patient_id="NAS-FORGED")[0]
+    assert storescu(server, [genuine]).returncode == 0
+    wait_until(lambda: drained(admin) and patient_instances(admin, "NAS-FORGED"),
+               DRAIN_TIMEOUT, "the genuine copy to be mirrored")
+    (instance_id,) = patient_instances(admin, "NAS-FORGED")
+    kept = admin.get(f"/instances/{instance_id}/file").content
+    info = admin.get(f"/instances/{instance_id}/attachments/dicom/info").json()
+    assert info["UncompressedMD5"] == hashlib.md5(kept, usedforsecurity=False).hexdigest()
+    forged = pydicom.dcmread(genuine)
+    forged.PatientName = "Forged^Content"
+    forged.ImageComments = "x" * 1000  # another size too
+    forged_file = tmp_path / "forged.dcm"
+    forged.save_as(forged_file)
+    mirrored_before = status(admin)["mirrored"]
+    assert storescu(server, [forged_file]).returncode == 0
+    wait_until(lambda: drained(admin) and status(admin)["mirrored"] >= mirrored_before,
+               DRAIN_TIMEOUT, "the duplicate to be handled")
+    assert admin.get(f"/instances/{instance_id}/file").content == kept  # Orthanc kept its copy
+    assert_mirrored(samba.share_dir, admin, [instance_id])  # and so does the NAS
 
 
 def test_an_smb_outage_loses_nothing(nas_orthanc: tuple[OrthancServer, Client],

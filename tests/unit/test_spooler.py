@@ -3,6 +3,7 @@ outbox, a burst is bounded in memory, and failures are retried, then reported.""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
 from orthanc_nas.mirror import spooler as spooler_module
-from orthanc_nas.mirror.outbox import Outbox
+from orthanc_nas.mirror.outbox import Outbox, StoredCopy
 from orthanc_nas.mirror.spooler import Spooler
 
 WAIT = 10.0
@@ -113,13 +114,38 @@ def test_orthancs_own_file_is_linked_not_copied(tmp_path: Path) -> None:
     stored = tmp_path / "orthanc-storage" / "ab" / "cd" / "abcd-file"
     stored.parent.mkdir(parents=True)
     stored.write_bytes(b"the dicom bytes")
-    outbox.record_stored_many([("linked", b"the dicom bytes"), ("other-size", b"longer bytes!!!!"),
-                               ("unknown", b"x")],
-                              lambda i: stored if i in ("linked", "other-size") else None)
-    spools = {r["instance_id"]: outbox.spool_dir / r["spool"]
-              for r in db.all("SELECT instance_id, spool FROM mirror_queue")}
+    outbox.record_stored_many([("linked", b"the dicom bytes"), ("unknown", b"x")],
+                              lambda i: StoredCopy(stored, md5(b"the dicom bytes"))
+                              if i == "linked" else None)
+    spools = spool_files(outbox, db)
     assert spools["linked"].stat().st_ino == stored.stat().st_ino  # the same file, no copy
-    assert spools["other-size"].read_bytes() == b"longer bytes!!!!"  # not Orthanc's: copied
     assert spools["unknown"].read_bytes() == b"x"
     stored.unlink()  # Orthanc deletes its copy: the spool keeps the bytes
     assert spools["linked"].read_bytes() == b"the dicom bytes"
+
+
+def test_what_orthanc_kept_is_mirrored_not_a_refused_duplicate(tmp_path: Path) -> None:
+    """A duplicate re-sent with other bytes: Orthanc keeps its first copy (OverwriteInstances
+    off) and still runs the hook with the bytes it refused."""
+    outbox, db = make(tmp_path)
+    kept = tmp_path / "orthanc-storage" / "kept"
+    kept.parent.mkdir()
+    kept.write_bytes(b"genuine")
+    outbox.record_stored_many(
+        [("plain", b"forged!!"), ("compressed", b"forged!!"), ("same", b"genuine")],
+        lambda i: StoredCopy(kept if i == "plain" else None, md5(b"genuine")))
+    spools = spool_files(outbox, db)
+    assert spools["plain"].read_bytes() == b"genuine"  # Orthanc's file, whatever its size
+    assert "compressed" not in spools  # not spooled: the worker fetches Orthanc's bytes
+    assert spools["same"].read_bytes() == b"genuine"
+    row = db.one("SELECT spool, state FROM mirror_queue WHERE instance_id = 'compressed'")
+    assert row is not None and row["spool"] is None and row["state"] == "pending"
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def spool_files(outbox: Outbox, db: SqliteDatabase) -> dict[str, Path]:
+    return {r["instance_id"]: outbox.spool_dir / r["spool"]
+            for r in db.all("SELECT instance_id, spool FROM mirror_queue") if r["spool"]}

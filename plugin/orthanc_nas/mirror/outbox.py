@@ -8,6 +8,7 @@ deletion in Orthanc cannot lose them, and commits its row.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Callable
@@ -19,6 +20,18 @@ from ..clock import Clock
 from ..db import Database, Row, Transaction
 
 PENDING, DONE, FAILED, CANCELLED = "pending", "done", "failed", "cancelled"
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """What Orthanc keeps of an instance: its file when stored uncompressed in a folder, and
+    the MD5 of its bytes (Orthanc's ``UncompressedMD5``), either possibly unknown."""
+
+    path: Path | None
+    md5: str | None
+
+
+StoredLookup = Callable[[str], "StoredCopy | None"]
 
 
 @dataclass(frozen=True)
@@ -48,22 +61,30 @@ class Outbox:
     # ---- written by the plugin ------------------------------------------------------------
 
     def record_stored_many(self, received: list[tuple[str, bytes]],
-                           stored_file: Callable[[str], Path | None] = lambda _id: None
-                           ) -> None:
+                           stored: StoredLookup = lambda _id: None) -> None:
         """Spools each instance, then queues them all (again, for a duplicate) in one
-        transaction. ``stored_file`` names Orthanc's own copy of an instance: hard-linked into
-        the spool when it holds the same bytes (no second copy written), else the bytes are
-        written. An instance that cannot be spooled (disk full) is queued to be fetched from
-        Orthanc instead."""
+        transaction. What is mirrored is what Orthanc keeps, which is not always what was
+        received: Orthanc keeps the first copy of a duplicate (``OverwriteInstances`` off).
+        So Orthanc's own file is hard-linked into the spool when ``stored`` names one (no
+        second copy written); received bytes that differ from Orthanc's are not spooled, and
+        the worker fetches Orthanc's. An instance that cannot be spooled (disk full) is also
+        queued to be fetched from Orthanc."""
         spooled: list[tuple[str, str | None, int]] = []
         for instance_id, data in received:
             name: str | None = f"{instance_id}.{secrets.token_hex(4)}.dcm"
             tmp = self.spool_dir / f".{name}.tmp"
+            copy = stored(instance_id)
             try:
-                if not _linked(stored_file(instance_id), tmp, len(data)):
+                if copy is not None and copy.path is not None and _linked(copy.path, tmp):
+                    pass
+                elif copy is not None and copy.md5 and hashlib.md5(
+                        data, usedforsecurity=False).hexdigest() != copy.md5:
+                    name = None  # not what Orthanc kept: a refused duplicate
+                else:
                     with open(tmp, "wb") as f:
                         f.write(data)
-                os.replace(tmp, self.spool_dir / f"{name}")
+                if name is not None:
+                    os.replace(tmp, self.spool_dir / f"{name}")
             except OSError:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -232,14 +253,9 @@ class Outbox:
         return {r["instance_id"]: r["state"] for r in rows}
 
 
-def _linked(source: Path | None, target: Path, size: int) -> bool:
-    """Hard-links ``source`` to ``target`` when it has ``size`` bytes; False if it cannot
-    (no such file, compressed, another file system...)."""
-    if source is None:
-        return False
+def _linked(source: Path, target: Path) -> bool:
+    """Hard-links ``source`` to ``target``; False if it cannot (gone, another file system)."""
     try:
-        if source.stat().st_size != size:
-            return False
         os.link(source, target)
         return True
     except OSError:

@@ -15,7 +15,7 @@ from ..auth.keys import KeyRing
 from ..clock import Clock
 from ..db import Database
 from ..settings import Settings
-from .outbox import Outbox
+from .outbox import Outbox, StoredLookup
 from .spooler import Spooler
 from .supervisor import Supervisor
 
@@ -33,7 +33,7 @@ class MirrorService:
     def __init__(self, cfg: config.Config, db: Database, settings: Settings, keys: KeyRing,
                  outbox: Outbox, audit: Audit, clock: Clock, python: list[str],
                  env: dict[str, str], on_error: Callable[[str], None],
-                 stored_file: Callable[[str], Path | None] = lambda _id: None) -> None:
+                 stored: StoredLookup = lambda _id: None) -> None:
         self._cfg = cfg
         self._db = db
         self._settings = settings
@@ -45,7 +45,7 @@ class MirrorService:
         self._env = env
         self.supervisor: Supervisor | None = None
         self._effective: dict[str, Any] | None = None
-        self.spooler = Spooler(outbox, self._wake, on_error, stored_file)
+        self.spooler = Spooler(outbox, self._wake, on_error, stored)
 
     # ---- settings ---------------------------------------------------------------------------
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from .outbox import Outbox
+from .outbox import Outbox, StoredLookup
 
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 BATCH = 200
@@ -26,10 +25,10 @@ RETRY_SECONDS = 1.0
 class Spooler:
     def __init__(self, outbox: Outbox, wake: Callable[[], None],
                  on_error: Callable[[str], None],
-                 stored_file: Callable[[str], Path | None] = lambda _id: None,
+                 stored: StoredLookup = lambda _id: None,
                  max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self._outbox = outbox
-        self._stored_file = stored_file
+        self._stored = stored
         self._wake = wake
         self._on_error = on_error
         self._max = max_pending_bytes
@@ -70,7 +69,7 @@ class Spooler:
                 self._writing = len(batch)
             for attempt in range(ATTEMPTS):
                 try:
-                    self._outbox.record_stored_many(batch, self._stored_file)
+                    self._outbox.record_stored_many(batch, self._stored)
                     break
                 except Exception as exc:  # the database is locked or broken: try again,
                     if attempt == ATTEMPTS - 1:  # then leave them to reconciliation
