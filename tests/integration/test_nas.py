@@ -156,6 +156,30 @@ def test_a_duplicate_with_other_bytes_never_replaces_the_copy(
     assert_mirrored(samba.share_dir, admin, [instance_id])  # and so does the NAS
 
 
+def test_patient_ids_that_fold_together_keep_their_own_files(
+        nas_orthanc: tuple[OrthancServer, Client], samba: SambaServer, tmp_path: Path) -> None:
+    """Same UIDs under patient IDs that sanitise ('NAS:FOLD' / 'NAS_FOLD') or, on the share,
+    case-fold ('nas-fold' / 'NAS-FOLD') to one name: Orthanc keeps four instances, the NAS
+    four files, none overwritten (a real Samba answers the rename that must not replace)."""
+    server, admin = nas_orthanc
+    files = []
+    template = write_series(tmp_path / "t", 1, patient_id="NAS-TEMPLATE")[0]
+    for i, patient_id in enumerate(("NAS:FOLD", "NAS_FOLD", "nas-fold", "NAS-FOLD")):
+        ds = pydicom.dcmread(template)
+        ds.PatientID = patient_id
+        files.append(tmp_path / f"fold-{i}.dcm")
+        ds.save_as(files[-1])
+    assert storescu(server, files).returncode == 0
+    ids = [i for p in ("NAS:FOLD", "NAS_FOLD", "nas-fold", "NAS-FOLD")
+           for i in patient_instances(admin, p)]
+    assert len(set(ids)) == 4
+    wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain")
+    on_share = {p.read_bytes() for p in samba.share_dir.rglob("*.dcm")}
+    assert all(admin.get(f"/instances/{i}/file").content in on_share for i in ids)
+    taken = admin.get("/api/audit", params={"event": "nas_name_taken"}).json()["items"]
+    assert len(taken) == 2 and not list(samba.share_dir.rglob("*.part"))
+
+
 def test_an_smb_outage_loses_nothing(nas_orthanc: tuple[OrthancServer, Client],
                                      samba: SambaServer, tmp_path: Path) -> None:
     server, admin = nas_orthanc

@@ -25,7 +25,14 @@ from orthanc_nas.mirror import worker
 from orthanc_nas.mirror.outbox import Outbox
 from orthanc_nas.mirror.worker import Commands, InstanceGone, Mirror, dicom_values, make_storage
 from orthanc_nas.nas import layout
-from orthanc_nas.nas.storage import ConnectionFailed, Entry, LocalStorage, Space, StorageError
+from orthanc_nas.nas.storage import (
+    ConnectionFailed,
+    Entry,
+    LocalStorage,
+    Space,
+    StorageError,
+    TargetExists,
+)
 
 BASE = 10  # retry_base_seconds
 CAP = 100  # retry_max_seconds
@@ -76,13 +83,19 @@ class FakeStorage:
 
     def read(self, path: str) -> bytes:
         self.ops.append(("read", path))
-        if path not in self.files:
+        found = [p for p in self.files if p.casefold() == path.casefold()]  # as SMB shares
+        if not found:
             raise StorageError("read", f"{path} not found")
-        data = self.files[path]
+        data = self.files[found[0]]
         return bytes([data[0] ^ 0xFF]) + data[1:] if self.corrupt_reads else data
 
-    def replace(self, source: str, target: str) -> None:
+    def replace(self, source: str, target: str, *, overwrite: bool = True) -> None:
         self.ops.append(("replace", source, target))
+        taken = [p for p in self.files if p.casefold() == target.casefold()]  # as SMB shares
+        if taken and not overwrite:
+            raise TargetExists("rename", f"{target} exists")
+        for path in taken:
+            del self.files[path]
         self.files[target] = self.files.pop(source)
 
     def delete(self, path: str) -> None:
@@ -285,15 +298,42 @@ def test_a_file_just_received_is_written_without_looking_first(env: Env) -> None
     assert env.storage.files == {path: data} and env.spool_files() == []
 
 
-def test_different_file_of_the_same_size_at_the_path_is_replaced(tmp_path: Path) -> None:
+def test_a_file_of_unknown_origin_at_the_path_is_kept(tmp_path: Path) -> None:
+    """Nothing says whose it is (another instance whose name folds to the same one?): both
+    are kept, the new copy under a name of its own, and the audit trail says so."""
     data, ds = dicom()
     path = target_of(ds)
     env = make_env(tmp_path, source=FakeSource({"inst-1": data}))
     env.storage.files[path] = bytes(len(data))
     env.outbox.enqueue_missing(["inst-1"], "reconcile")
     env.mirror.step()
-    assert env.storage.files == {path: data}
-    assert env.storage.writes() == [part_of(path)]
+    apart = path.removesuffix(".dcm") + "~inst-1.dcm"
+    assert env.storage.files == {path: bytes(len(data)), apart: data}
+    assert env.row("inst-1")["remote_path"] == apart
+    (row,) = env.audit("nas_name_taken")
+    assert row["details"] == {"path": path, "stored_as": apart}
+
+
+def test_names_that_fold_together_never_overwrite_each_other(env: Env) -> None:
+    """PatientIDs 'PAT:1' and 'PAT_1' sanitise to one folder; 'pat-9' and 'PAT-9' are one
+    folder on a case-insensitive share. Each instance keeps its own file, and deleting one
+    in Orthanc (deletions propagate) removes only that one."""
+    study, series, sop = generate_uid(), generate_uid(), generate_uid()
+
+    def same_uids(patient_id: str) -> bytes:
+        ds = ct_instance(patient_id=patient_id, study_uid=study, series_uid=series, size=2)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+        return encode(ds)
+
+    first, second, third, fourth = map(same_uids, ("PAT:1", "PAT_1", "pat-9", "PAT-9"))
+    for instance_id, data in (("a", first), ("b", second), ("c", third), ("d", fourth)):
+        env.record(instance_id, data)
+    env.drain()
+    assert sorted(env.storage.files.values()) == sorted([first, second, third, fourth])
+    env.outbox.record_deleted("a")
+    env.drain()
+    assert sorted(env.storage.files.values()) == sorted([second, third, fourth])
+    assert len(env.audit("nas_name_taken")) == 2
 
 
 # ---- verification, item errors and backoff ---------------------------------------------------
@@ -500,8 +540,9 @@ def test_restore_while_pending_supersedes_the_in_flight_item(env: Env) -> None:
     env.record("inst-1", second)
 
     assert env.outbox.done(old, "somewhere") is False
-    row = env.row("inst-1")
-    assert (row["state"], row["gen"], row["remote_path"]) == ("pending", old.gen + 1, None)
+    row = env.row("inst-1")  # where the old copy went is known: this instance's to replace
+    assert (row["state"], row["gen"], row["remote_path"]) == ("pending", old.gen + 1,
+                                                              "somewhere")
     assert env.spool_files() == [row["spool"]]  # the old copy went, the new one stays
     assert (env.outbox.spool_dir / row["spool"]).read_bytes() == second
 
@@ -650,15 +691,13 @@ def test_instances_arriving_during_a_pass_join_their_series_row(env: Env) -> Non
     not closed while queued instances are unread (their series is unknown until read)."""
     instances = series(5)
     env.record("inst-0", instances[0][0])
-    write = env.storage.write_and_read
 
-    def write_while_more_arrive(path: str, data: bytes) -> bytes:
-        env.storage.write_and_read = write  # type: ignore[method-assign]
+    def more_arrive(_path: str) -> None:
+        env.storage.on_write = None
         for i, (more, _) in enumerate(instances[1:], start=1):
             env.record(f"inst-{i}", more)
-        return write(path, data)
 
-    env.storage.write_and_read = write_while_more_arrive  # type: ignore[method-assign]
+    env.storage.on_write = more_arrive
     env.mirror.step()  # the first instance alone, the others queued meanwhile
     assert env.audit("nas_mirrored") == []
     env.drain()
@@ -757,3 +796,14 @@ def test_commands_returns_complete_lines_only() -> None:
         os.close(read_fd)
         if write_fd >= 0:
             os.close(write_fd)
+
+
+def test_local_rename_that_must_not_replace(tmp_path: Path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    storage.write("a/.x.part", b"new")
+    storage.write("a/x.dcm", b"old")
+    with pytest.raises(TargetExists):
+        storage.replace("a/.x.part", "a/x.dcm", overwrite=False)
+    assert storage.read("a/x.dcm") == b"old"
+    storage.replace("a/.x.part", "a/x.dcm")
+    assert storage.read("a/x.dcm") == b"new" and storage.stat("a/.x.part") is None

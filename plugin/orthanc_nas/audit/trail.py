@@ -51,7 +51,7 @@ EVENT_CODES = {
                      "audit_pruned", "share_created", "share_revoked", "share_expired",
                      "share_pin_failed", "audit_observations_dropped"), SECURITY_ALERT),
     **dict.fromkeys(("share_opened", "instances_accessed"), INSTANCES_ACCESSED),
-    **dict.fromkeys(("nas_mirrored", "nas_mirror_failed", "instances_sent",
+    **dict.fromkeys(("nas_mirrored", "nas_mirror_failed", "nas_name_taken", "instances_sent",
                      "retrieve_requested"), BEGIN_TRANSFERRING),
     **dict.fromkeys(("share_downloaded", "study_downloaded"), EXPORT),
     **dict.fromkeys(("instance_uploaded", "instances_imported"), IMPORT),

@@ -175,12 +175,16 @@ class Outbox:
                         item.gen))
 
     def done(self, item: Item, remote_path: str | None) -> bool:
-        """Marks the item mirrored unless it was queued again meanwhile (then it runs again)."""
+        """Marks the item mirrored unless it was queued again meanwhile (then it runs again).
+        Where its copy went is recorded either way: that file is this instance's to replace
+        or delete, whichever generation is queued now."""
         with self._db.transaction() as tx:
+            tx.execute("UPDATE mirror_queue SET remote_path = ? WHERE instance_id = ?",
+                       (remote_path, item.instance_id))
             changed = tx.execute(
-                "UPDATE mirror_queue SET state = 'done', remote_path = ?, done_at = ?,"
-                " last_error = NULL, spool = NULL WHERE instance_id = ? AND gen = ?",
-                (remote_path, self._clock.now(), item.instance_id, item.gen))
+                "UPDATE mirror_queue SET state = 'done', done_at = ?, last_error = NULL,"
+                " spool = NULL WHERE instance_id = ? AND gen = ?",
+                (self._clock.now(), item.instance_id, item.gen))
             current = tx.one("SELECT spool FROM mirror_queue WHERE instance_id = ?",
                              (item.instance_id,))
         if item.spool and (current is None or current["spool"] != item.spool):

@@ -35,7 +35,7 @@ from ..auth.keys import KeyRing, load_or_create_key
 from ..clock import Clock, SystemClock
 from ..db import Database, open_database
 from ..nas import layout
-from ..nas.storage import ConnectionFailed, LocalStorage, Storage, StorageError
+from ..nas.storage import ConnectionFailed, LocalStorage, Storage, StorageError, TargetExists
 from .outbox import Item, Outbox
 
 BATCH = 50
@@ -213,11 +213,33 @@ class Mirror:
                 with contextlib.suppress(StorageError):
                     self.storage.delete(temporary)
                 raise
-            self.storage.replace(temporary, path)
+            path = self._place(item, temporary, path, digest)
         if self.outbox.done(item, path):
             self._tally(values, len(data))
         elif self.outbox.cancelled(item.instance_id):
             self.storage.delete(path)  # deleted in Orthanc while copied, deletions propagate
+
+    def _place(self, item: Item, temporary: str, path: str, digest: str) -> str:
+        """Renames the verified copy into place; returns where it went. Only this instance's
+        own earlier copy is replaced: another instance whose name sanitises, or folds on the
+        NAS (case, Unicode normalisation), to the same one keeps its file, and this copy takes
+        a name of its own (the Orthanc ID appended), so no copy is ever lost."""
+        try:
+            self.storage.replace(temporary, path, overwrite=item.remote_path == path)
+            return path
+        except TargetExists:
+            with contextlib.suppress(StorageError):  # unreadable: not known to be ours
+                if self._same(self.storage.read(path), digest):  # ours, an interrupted pass
+                    self.storage.delete(temporary)
+                    return path
+        folder, slash, name = path.rpartition("/")
+        stem, dot, extension = name.rpartition(".")
+        apart = folder + slash + (f"{stem}~{item.instance_id}.{extension}" if dot and stem
+                                  else f"{name}~{item.instance_id}")
+        self.storage.replace(temporary, apart)
+        self.audit.record("nas_name_taken", actor="system", ip="", target=item.instance_id,
+                          path=path, stored_as=apart)
+        return apart
 
     @staticmethod
     def _same(back: bytes, digest: str, size: int | None = None) -> bool:

@@ -21,6 +21,7 @@ from smbprotocol.exceptions import (
     AccessDenied,
     BadNetworkName,
     LogonFailure,
+    ObjectNameCollision,
     SMBAuthenticationError,
     SMBConnectionClosed,
     SMBException,
@@ -39,7 +40,14 @@ from smbprotocol.open import (
     SMB2SetInfoResponse,
 )
 
-from .storage import ConnectionFailed, Entry, Space, StorageError, clean_relative
+from .storage import (
+    ConnectionFailed,
+    Entry,
+    Space,
+    StorageError,
+    TargetExists,
+    clean_relative,
+)
 
 T = TypeVar("T")
 # Errors that say the NAS as a whole is unusable: the mirror waits instead of burning retries.
@@ -132,16 +140,21 @@ class SmbStorage:
     def read(self, path: str) -> bytes:
         return self._call("read", smbclient_read, self._unc(path))
 
-    def replace(self, source: str, target: str) -> None:
-        self._call("rename", self._rename, self._unc(source), self._unc(target))
+    def replace(self, source: str, target: str, *, overwrite: bool = True) -> None:
+        try:
+            self._call("rename", self._rename, self._unc(source), self._unc(target), overwrite)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, ObjectNameCollision):
+                raise TargetExists("rename", f"{target} exists") from exc
+            raise
 
     @staticmethod
-    def _rename(source: str, target: str, **session: Any) -> None:
+    def _rename(source: str, target: str, overwrite: bool, **session: Any) -> None:
         tree, name = get_smb_tree(source, **session)
         target_name = get_smb_tree(target, **session)[1]
         handle = Open(tree, name)
         rename = FileRenameInformation()
-        rename["replace_if_exists"] = True
+        rename["replace_if_exists"] = overwrite
         rename["file_name"] = target_name
         request = SMB2SetInfoRequest()
         request["info_type"] = rename.INFO_TYPE

@@ -28,6 +28,10 @@ class OutsideRoot(StorageError):
     """A path tried to leave the share root."""
 
 
+class TargetExists(StorageError):
+    """A rename that must not replace anything found its target taken."""
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -56,8 +60,9 @@ class Storage(Protocol):
 
     def read(self, path: str) -> bytes: ...
 
-    def replace(self, source: str, target: str) -> None:
-        """Renames ``source`` to ``target``, replacing it if present."""
+    def replace(self, source: str, target: str, *, overwrite: bool = True) -> None:
+        """Renames ``source`` to ``target``, replacing it if present when ``overwrite``, else
+        raising TargetExists (the NAS decides what "present" means: case, normalisation)."""
 
     def delete(self, path: str) -> None: ...
 
@@ -110,8 +115,11 @@ class LocalStorage:
     def read(self, path: str) -> bytes:
         return self._abs(path).read_bytes()
 
-    def replace(self, source: str, target: str) -> None:
-        os.replace(self._abs(source), self._abs(target))
+    def replace(self, source: str, target: str, *, overwrite: bool = True) -> None:
+        full = self._abs(target)
+        if not overwrite and os.path.lexists(full):  # the worker is the only writer
+            raise TargetExists("rename", f"{target} exists")
+        os.replace(self._abs(source), full)
 
     def delete(self, path: str) -> None:
         self._abs(path).unlink(missing_ok=True)
