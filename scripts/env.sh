@@ -6,6 +6,7 @@ export ORTHANC_NAS_HTTP_PORT="${ORTHANC_NAS_HTTP_PORT:-8042}"
 export ORTHANC_NAS_DICOM_PORT="${ORTHANC_NAS_DICOM_PORT:-4242}"
 data_dir="${ORTHANC_NAS_DATA_DIR:-$ORTHANC_NAS_HOME/data}"
 mkdir -p "$data_dir"
+chmod 700 "$data_dir"  # the plugin database, keys and spool: patient data and secrets
 ORTHANC_NAS_DATA_DIR="$(cd "$data_dir" && pwd)"
 export ORTHANC_NAS_DATA_DIR
 export ORTHANC_NAS_SMB_PASSWORD="${ORTHANC_NAS_SMB_PASSWORD:-}"

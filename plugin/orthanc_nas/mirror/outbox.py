@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..clock import Clock
 from ..db import Database, Row, Transaction
 
 PENDING, DONE, FAILED, CANCELLED = "pending", "done", "failed", "cancelled"
+ORPHAN_AGE = 600.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class Outbox:
         self._db = db
         self.spool_dir = spool_dir
         self._clock = clock
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # patient data
 
     # ---- written by the plugin ------------------------------------------------------------
 
@@ -214,13 +216,19 @@ class Outbox:
     def remove_spool(self, name: str) -> None:
         (self.spool_dir / name).unlink(missing_ok=True)
 
-    def remove_orphan_spool_files(self) -> int:
-        """Spool files no row points to (a crash between spooling and queueing)."""
+    def remove_orphan_spool_files(self, older_than: float = ORPHAN_AGE) -> int:
+        """Spool files no row points to (a crash between spooling and queueing), once older
+        than ``older_than`` seconds: a younger one may be in the spooler's hands right now,
+        its row about to be committed. Age is the inode's change time, which linking sets."""
         live = {r["spool"] for r in self._db.all("SELECT spool FROM mirror_queue"
                                                  " WHERE spool IS NOT NULL")}
         removed = 0
         for path in self.spool_dir.iterdir():
-            if path.name not in live:
+            try:
+                young = time.time() - path.stat().st_ctime < older_than
+            except FileNotFoundError:
+                continue
+            if path.name not in live and not young:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed

@@ -103,7 +103,9 @@ class LocalStorage:
     def write(self, path: str, data: bytes) -> None:
         full = self._abs(path)
         full.parent.mkdir(parents=True, exist_ok=True)
-        with open(full, "wb") as f:
+        # Never through a link planted at the name (the root check saw the link's target).
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with open(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
