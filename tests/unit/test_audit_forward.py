@@ -229,6 +229,14 @@ def test_huge_details_are_capped(audit: Audit) -> None:
     assert len(trail_details(xml(message))["details"].encode()) <= MAX_DETAILS + 20
 
 
+def test_the_worst_values_still_fit_a_syslog_message(audit: Audit) -> None:
+    """Every text field at its cap, in characters XML escapes longest or UTF-8 encodes widest."""
+    for filler in ('"' * 5000, "\U0001f600" * 5000, "&<" * 2500):
+        item = {**row(audit, "study_downloaded", blob=filler * 4), "actor": filler,
+                "ip": filler, "target": filler, "patient_id": filler, "study_uid": filler}
+        assert len(audit_message(item, source_id=filler)) < 32768
+
+
 # ---- RFC 5424 --------------------------------------------------------------------------------
 
 

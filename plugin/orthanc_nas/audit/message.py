@@ -44,7 +44,7 @@ from .trail import (
     outcome_code,
 )
 
-MAX_TEXT = 1024  # characters of one attribute value (actor, target, IDs)
+MAX_TEXT = 256  # characters of one attribute value (actor, target, IDs; DICOM IDs are <= 64)
 MAX_DETAILS = 8192  # bytes of the details JSON
 OUTCOMES = (0, 4, 8, 12)
 
