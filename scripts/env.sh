@@ -6,7 +6,8 @@ export ORTHANC_NAS_HTTP_PORT="${ORTHANC_NAS_HTTP_PORT:-8042}"
 export ORTHANC_NAS_DICOM_PORT="${ORTHANC_NAS_DICOM_PORT:-4242}"
 data_dir="${ORTHANC_NAS_DATA_DIR:-$ORTHANC_NAS_HOME/data}"
 mkdir -p "$data_dir"
-chmod 700 "$data_dir"  # the plugin database, keys and spool: patient data and secrets
+# The plugin database, keys and spool: patient data and secrets, for this user only.
+chmod 700 "$data_dir" || echo "warning: cannot make $data_dir private (chmod 700)" >&2
 ORTHANC_NAS_DATA_DIR="$(cd "$data_dir" && pwd)"
 export ORTHANC_NAS_DATA_DIR
 export ORTHANC_NAS_SMB_PASSWORD="${ORTHANC_NAS_SMB_PASSWORD:-}"
