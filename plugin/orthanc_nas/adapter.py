@@ -28,29 +28,28 @@ _app: App | None = None
 _last_filtered: dict[int, tuple[str, str, str]] = {}
 
 
+def _sdk(call: Any, *args: Any) -> Any:
+    """An SDK call; its refusals (one exception type for all) become OrthancError."""
+    try:
+        return call(*args)
+    except Exception as exc:
+        raise OrthancError(str(exc)) from exc
+
+
 class _Orthanc(OrthancApi):
     """Orthanc's own REST API, called in-process (never from the filter or OnStored)."""
 
     def get_bytes(self, uri: str) -> bytes:
-        try:
-            return bytes(orthanc.RestApiGet(uri))
-        except Exception as exc:  # the SDK raises one exception type for every refusal
-            raise OrthancError(str(exc)) from exc
+        return bytes(_sdk(orthanc.RestApiGet, uri))
 
     def get(self, uri: str) -> Any:
         return json.loads(self.get_bytes(uri))
 
     def post(self, uri: str, body: bytes) -> Any:
-        try:
-            return json.loads(orthanc.RestApiPost(uri, body))
-        except Exception as exc:
-            raise OrthancError(str(exc)) from exc
+        return _sdk(lambda: json.loads(orthanc.RestApiPost(uri, body)))
 
     def delete(self, uri: str) -> None:
-        try:
-            orthanc.RestApiDelete(uri)
-        except Exception as exc:
-            raise OrthancError(str(exc)) from exc
+        _sdk(orthanc.RestApiDelete, uri)
 
 
 class _Log:
