@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ..auth.backend import Principal
-from ..images.catalog import DATE_RE, SORTS, Filters, NotVisible, OrthancError, Viewer, valid_tag
+from ..images.catalog import (
+    DATE_RE,
+    ORTHANC_ID,
+    SORTS,
+    Filters,
+    NotVisible,
+    OrthancError,
+    Viewer,
+    valid_tag,
+)
 from ..web import (
     ApiError,
     Request,
@@ -24,7 +33,7 @@ from ..web import (
 if TYPE_CHECKING:
     from ..app import App
 
-ID = r"([0-9a-f]{8}(?:-[0-9a-f]{8}){4})"
+ID = f"({ORTHANC_ID})"
 
 
 def viewer_of(principal: Principal) -> Viewer:

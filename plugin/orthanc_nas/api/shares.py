@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from ..images.catalog import NotVisible, OrthancError, Resource
+from ..images.catalog import ORTHANC_ID, NotVisible, OrthancError, Resource
 from ..images.shares import VIEW_COOKIE, Share, ShareGone, SharePinRequired, ShareUnknown
 from ..web import (
     HTML_TYPE,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 TOKEN = r"([A-Za-z0-9_-]{43})"  # noqa: S105 (a URL pattern)
-INSTANCE = r"([0-9a-f]{8}(?:-[0-9a-f]{8}){4})"
+INSTANCE = f"({ORTHANC_ID})"
 
 
 def gone(exc: ShareGone) -> ApiError:

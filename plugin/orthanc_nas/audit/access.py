@@ -19,14 +19,12 @@ from typing import Any, Protocol
 
 from ..clock import Clock
 from ..db import Database
-from ..images.catalog import orthanc_patient_id
+from ..images.catalog import ORTHANC_ID, orthanc_patient_id
 from .trail import Audit
 
-# Orthanc's resource identifiers: five dash-separated groups of eight hex digits.
-_OID = r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}"
-_NATIVE = re.compile(rf"/(patients|studies|series|instances)/({_OID})(/[^?]*)?")
+_NATIVE = re.compile(rf"/(patients|studies|series|instances)/({ORTHANC_ID})(/[^?]*)?")
 _DICOMWEB = re.compile(r"/dicom-web/studies/([0-9.]{1,64})(/[^?]*)?")
-_PLUGIN_STUDY = re.compile(rf"/api/images/({_OID})")
+_PLUGIN_STUDY = re.compile(rf"/api/images/({ORTHANC_ID})")
 _DOWNLOADS = ("/archive", "/media", "/file")
 _LEVELS = {"patients": "patient", "studies": "study", "series": "series",
            "instances": "instance"}

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from ..clock import Clock
 from ..db import Database
 
+# Orthanc's resource identifiers: five dash-separated groups of eight hex digits.
+ORTHANC_ID = r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}"
 TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:-]{0,39}")
 DATE_RE = re.compile(r"\d{8}")
 INDEX_BATCH = 200  # more unknown studies than this: one expanded find instead of N reads
@@ -134,7 +136,7 @@ class Catalog:
             raise NotVisible(uri) from exc
 
     def resolve(self, resource_id: str) -> Resource:
-        if not re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}", resource_id):
+        if not re.fullmatch(ORTHANC_ID, resource_id):
             raise NotVisible(resource_id)
         for level, uri in (("study", "/studies/"), ("series", "/series/"),
                            ("instance", "/instances/")):
