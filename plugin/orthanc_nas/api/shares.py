@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from ..images.catalog import ORTHANC_ID, NotVisible, OrthancError, Resource
+from ..images.catalog import ORTHANC_ID, NotVisible, OrthancError
 from ..images.shares import VIEW_COOKIE, Share, ShareGone, SharePinRequired, ShareUnknown
 from ..web import (
     HTML_TYPE,
@@ -71,10 +71,9 @@ def register(router: Router, app: App) -> None:
         except OrthancError as exc:
             raise ApiError(410, "the shared images were deleted") from exc
         tags = study.get("MainDicomTags", {})
-        resource = Resource(share.level, share.resource_id, share.study_id)
         return {"level": share.level, "study_date": tags.get("StudyDate", ""),
                 "description": tags.get("StudyDescription", ""),
-                "instances": len(app.catalog.instances_of(resource)),
+                "instances": len(app.catalog.instances_of(share.resource)),
                 "expires_at": share.expires_at, "views_left": share.max_views - share.views,
                 "pin_required": share.has_pin, "allow_download": share.allow_download}
 
@@ -117,9 +116,8 @@ def register(router: Router, app: App) -> None:
             raise ApiError(403, "open the link first (View)") from exc
 
     def content(share: Share) -> dict[str, Any]:
-        resource = Resource(share.level, share.resource_id, share.study_id)
         try:
-            detail = app.catalog.detail_of(resource)
+            detail = app.catalog.detail_of(share.resource)
         except NotVisible as exc:
             raise ApiError(410, "the shared images are no longer stored") from exc
         return {"patient": detail["patient"], "study": detail["study"],
@@ -138,8 +136,7 @@ def register(router: Router, app: App) -> None:
 
     def preview(request: Request, token: str, instance_id: str) -> Response:
         share = viewing(request, token)
-        resource = Resource(share.level, share.resource_id, share.study_id)
-        if instance_id not in app.catalog.instances_of(resource):
+        if instance_id not in app.catalog.instances_of(share.resource):
             raise ApiError(404, "not part of this share")
         try:
             png = app.orthanc.get_bytes(f"/instances/{instance_id}/preview")

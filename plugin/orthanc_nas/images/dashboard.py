@@ -10,6 +10,7 @@ from typing import Any
 from ..clock import Clock
 from ..db import Database
 from .catalog import Orthanc
+from .shares import LIVE
 
 DAY = 86400.0
 CACHE_SECONDS = 30.0
@@ -75,8 +76,8 @@ class Dashboard:
         mine = "" if user_id is None else " AND created_by = ?"
         extra: tuple[Any, ...] = () if user_id is None else (user_id,)
         return {
-            "active": self._count(f"SELECT COUNT(*) FROM shares WHERE revoked_at IS NULL AND"  # noqa: S608
-                                  f" expires_at > ? AND views < max_views{mine}", (now, *extra)),
+            "active": self._count(f"SELECT COUNT(*) FROM shares WHERE {LIVE}{mine}",  # noqa: S608
+                                  (now, *extra)),
             "opened": self._count(f"SELECT COALESCE(SUM(views), 0) FROM shares"  # noqa: S608
                                   f" WHERE 1 = 1{mine}", extra),
             "created": self._count(f"SELECT COUNT(*) FROM shares WHERE 1 = 1{mine}", extra)}  # noqa: S608

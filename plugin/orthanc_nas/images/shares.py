@@ -12,9 +12,12 @@ from ..auth.keys import KeyRing
 from ..auth.pins import PinHasher
 from ..clock import Clock
 from ..db import Database, Row, Transaction
+from .catalog import Resource
 
 TOKEN_LENGTH = 43  # secrets.token_urlsafe(32)
 VIEW_COOKIE = "onas_share_view"
+# A share that can still be opened (the parameter: now).
+LIVE = "revoked_at IS NULL AND expires_at > ? AND views < max_views"
 
 
 class ShareGone(Exception):
@@ -48,6 +51,10 @@ class Share:
     pin_failures: int
     allow_download: bool
     revoked_at: float | None
+
+    @property
+    def resource(self) -> Resource:
+        return Resource(self.level, self.resource_id, self.study_id)
 
     @classmethod
     def from_row(cls, row: Row) -> Share:
@@ -139,8 +146,8 @@ class Shares:
         raw = secrets.token_urlsafe(32)
         with self._db.transaction() as tx:
             counted = tx.execute(
-                "UPDATE shares SET views = views + 1, last_opened_at = ? WHERE id = ?"
-                " AND revoked_at IS NULL AND expires_at > ? AND views < max_views",
+                f"UPDATE shares SET views = views + 1, last_opened_at = ? WHERE id = ?"  # noqa: S608
+                f" AND {LIVE}",
                 (now, share.id, now))
             if counted != 1:
                 raise ShareGone("used up")
@@ -215,8 +222,7 @@ class Shares:
         or may no longer share): a link never outlives its creator's right to give it."""
         now = self._clock.now()
         ids = [r["id"] for r in tx.all(
-            "SELECT id FROM shares WHERE created_by = ? AND revoked_at IS NULL"
-            " AND expires_at > ? AND views < max_views", (user_id, now))]
+            f"SELECT id FROM shares WHERE created_by = ? AND {LIVE}", (user_id, now))]  # noqa: S608
         for share_id in ids:
             tx.execute("UPDATE shares SET revoked_at = ? WHERE id = ?", (now, share_id))
             self._audit.record("share_revoked", actor=actor, ip=ip, tx=tx, share=share_id,
