@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..clock import Clock
-from ..db import Database
+from ..db import Database, Row
 
 # Orthanc's resource identifiers: five dash-separated groups of eight hex digits.
 ORTHANC_ID = r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}"
@@ -218,14 +218,15 @@ class Catalog:
         wanted = set(ids) - set(known)
         return [*known.values(), *(s for s in fresh if s["ID"] in wanted)]
 
-    def _indexed(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def _rows_in(self, sql: str, ids: list[str]) -> Iterator[Row]:
+        """The rows of ``sql`` for ``ids``, whose ``{marks}`` is the IN list, queried in
+        chunks small enough for SQLite's parameter limit."""
         for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            for r in self._db.all(f"SELECT study_id, summary FROM study_index"  # noqa: S608
-                                  f" WHERE study_id IN ({marks})", chunk):
-                out[r["study_id"]] = json.loads(r["summary"])
-        return out
+            yield from self._db.all(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
+    def _indexed(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {r["study_id"]: json.loads(r["summary"]) for r in self._rows_in(
+            "SELECT study_id, summary FROM study_index WHERE study_id IN ({marks})", ids)}
 
     def _index(self, studies: list[dict[str, Any]]) -> None:
         if not studies:
@@ -252,17 +253,13 @@ class Catalog:
             " WHERE u.username = ?", (username,))}
 
     def _upload_info(self, study_ids: list[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(study_ids):
-            marks = ",".join("?" * len(chunk))
-            for r in self._db.all(
-                    f"SELECT o.study_id, MIN(o.created_at) AS at, GROUP_CONCAT(DISTINCT"  # noqa: S608
-                    f" u.username) AS users FROM instance_owners o LEFT JOIN users u"
-                    f" ON u.id = o.user_id WHERE o.study_id IN ({marks}) GROUP BY o.study_id",
-                    chunk):
-                out[r["study_id"]] = {"at": r["at"], "users": sorted(
-                    (r["users"] or "").split(",")) if r["users"] else []}
-        return out
+        return {r["study_id"]: {"at": r["at"], "users": sorted(r["users"].split(","))
+                                if r["users"] else []}
+                for r in self._rows_in(
+                    "SELECT o.study_id, MIN(o.created_at) AS at, GROUP_CONCAT(DISTINCT"
+                    " u.username) AS users FROM instance_owners o LEFT JOIN users u"
+                    " ON u.id = o.user_id WHERE o.study_id IN ({marks}) GROUP BY o.study_id",
+                    study_ids)}
 
     @staticmethod
     def _summary(study: dict[str, Any], upload: dict[str, Any] | None) -> dict[str, Any]:
@@ -283,13 +280,10 @@ class Catalog:
         rank = {"failed": 3, "pending": 2, "done": 1}
         names = {3: "failed", 2: "pending", 1: "mirrored"}
         out: dict[str, int] = {}
-        uids = [u for u in by_uid if u]
-        for chunk in _chunks(uids):
-            marks = ",".join("?" * len(chunk))
-            for r in self._db.all(f"SELECT DISTINCT study_uid, state FROM mirror_queue"  # noqa: S608
-                                  f" WHERE study_uid IN ({marks})", chunk):
-                study = by_uid[r["study_uid"]]
-                out[study] = max(out.get(study, 0), rank.get(r["state"], 0))
+        for r in self._rows_in("SELECT DISTINCT study_uid, state FROM mirror_queue"
+                               " WHERE study_uid IN ({marks})", [u for u in by_uid if u]):
+            study = by_uid[r["study_uid"]]
+            out[study] = max(out.get(study, 0), rank.get(r["state"], 0))
         return {study: names[level] for study, level in out.items() if level}
 
     # ---- details ---------------------------------------------------------------------------------
@@ -337,11 +331,9 @@ class Catalog:
 
     def tags_of(self, study_ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for chunk in _chunks(study_ids):
-            marks = ",".join("?" * len(chunk))
-            for r in self._db.all(f"SELECT study_id, tag FROM study_tags"  # noqa: S608
-                                  f" WHERE study_id IN ({marks}) ORDER BY tag", chunk):
-                out.setdefault(r["study_id"], []).append(r["tag"])
+        for r in self._rows_in("SELECT study_id, tag FROM study_tags"
+                               " WHERE study_id IN ({marks}) ORDER BY tag", study_ids):
+            out.setdefault(r["study_id"], []).append(r["tag"])
         return out
 
     def add_tag(self, study_id: str, tag: str, by: str) -> bool:
