@@ -141,12 +141,9 @@ class AuthBackend:
             return None
         return Principal(user, "pending", session.id_hash)
 
-    def authorize(self, request: Request) -> bool:
-        """The filter's decision: public route, or an authenticated caller the policy admits."""
-        return self.decide(request)[0]
-
     def decide(self, request: Request) -> tuple[bool, Principal | None]:
-        """The decision, and the authenticated caller it was made for (if any)."""
+        """The filter's decision (a public route, or an authenticated caller the policy
+        admits), and the caller it was made for (if any)."""
         route = (request.method, request.path)
         if route in PUBLIC_ROUTES:
             return (request.method in SAFE_METHODS or (

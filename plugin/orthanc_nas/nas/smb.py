@@ -108,14 +108,16 @@ class SmbStorage:
             self._call("create folder", smbclient.makedirs, self._unc(folder), exist_ok=True)
             self._known_dirs.add(folder)
 
-    def write(self, path: str, data: bytes) -> None:
+    def _make_parent(self, path: str) -> None:
         folder = str(clean_relative(path).parent)
         self._makedirs("" if folder == "." else folder)
+
+    def write(self, path: str, data: bytes) -> None:
+        self._make_parent(path)
         self._call("write", smbclient_write, self._unc(path), data)
 
     def write_and_read(self, path: str, data: bytes) -> bytes:
-        folder = str(clean_relative(path).parent)
-        self._makedirs("" if folder == "." else folder)
+        self._make_parent(path)
         return self._call("write", self._write_and_read, self._unc(path), data)
 
     def _write_and_read(self, unc: str, data: bytes, **session: Any) -> bytes:
