@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import socket
-import sqlite3
 import subprocess
 import xml.etree.ElementTree as ET
 import zipfile
@@ -20,6 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 
+from attacker import attacker
 from browser import browser_login, wait
 from dicom_factory import write_series
 from harness import (
@@ -54,16 +54,6 @@ def cli(orthanc: OrthancServer) -> subprocess.CompletedProcess[str]:
                           env={**orthanc.env})
 
 
-def tamper(orthanc: OrthancServer, *statements: str) -> None:
-    conn = sqlite3.connect(orthanc.data_dir / "orthanc-nas.sqlite")
-    conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
-    conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
-    for statement in statements:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
-
-
 def test_verify_finds_an_edited_row_by_api_and_command_line(
         server: tuple[OrthancServer, Client]) -> None:
     orthanc, admin = server
@@ -72,7 +62,8 @@ def test_verify_finds_an_edited_row_by_api_and_command_line(
     assert cli(orthanc).returncode == 0
     first_login = admin.get("/api/audit", params={"event": "login", "limit": 1000}
                             ).json()["items"][-1]["id"]
-    tamper(orthanc, f"UPDATE audit SET actor = 'someone-else' WHERE id = {first_login}")
+    attacker(orthanc.data_dir / "orthanc-nas.sqlite",
+             f"UPDATE audit SET actor = 'someone-else' WHERE id = {first_login}")
     result = cli(orthanc)
     assert result.returncode == 1 and json.loads(result.stdout)["first_bad_id"] == first_login
     bad = admin.get("/api/audit/verify").json()
@@ -89,7 +80,8 @@ def test_cutting_the_tail_is_found_through_the_exported_head(
     head = json.loads(head_file.read_text())
     wait_until(lambda: f"audit chain head id={head['id']}" in orthanc.log_text(), 30,
                "the head to be logged")
-    tamper(orthanc, f"DELETE FROM audit WHERE id >= {head['id']}")
+    attacker(orthanc.data_dir / "orthanc-nas.sqlite",
+             f"DELETE FROM audit WHERE id >= {head['id']}")
     result = cli(orthanc)
     assert result.returncode == 1
     assert "cut" in json.loads(result.stdout)["problem"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from attacker import attacker
 from orthanc_nas.audit import FAILURE, Audit, AuditQuery, encode, outcome_code
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
@@ -23,16 +24,6 @@ def trail(tmp_path: Path, rows: int = 10) -> tuple[Audit, Path, ManualClock]:
         audit.record("login", actor=f"user{i}", ip="10.0.0.1", target=f"t{i}", n=i)
     return audit, db_path, clock
 
-
-def attacker(db_path: Path, *statements: str) -> None:
-    """Someone with write access to the database file: triggers dropped, rows changed."""
-    conn = sqlite3.connect(db_path)
-    conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
-    conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
-    for statement in statements:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
 
 
 def test_an_untouched_chain_verifies(tmp_path: Path) -> None:
