@@ -23,6 +23,7 @@ from ..web import (
     json_response,
     redirect,
 )
+from .transfers import run_job
 
 if TYPE_CHECKING:
     from ..app import App
@@ -149,8 +150,11 @@ def register(router: Router, app: App) -> None:
         if not share.allow_download:
             raise ApiError(403, "this link does not allow downloading")
         uri = {"study": "/studies/", "series": "/series/"}.get(share.level)
-        data = (app.orthanc.get_bytes(f"{uri}{share.resource_id}/archive") if uri else
-                app.orthanc.get_bytes(f"/instances/{share.resource_id}/file"))
+        if uri:  # zipped by a job: a synchronous archive would hold the interpreter throughout
+            job_id, _ = run_job(app.orthanc, f"{uri}{share.resource_id}/archive", {})
+            data = app.orthanc.get_bytes(f"/jobs/{job_id}/archive")
+        else:
+            data = app.orthanc.get_bytes(f"/instances/{share.resource_id}/file")
         app.audit.record("share_downloaded", actor=f"share:{share.id}", ip=request.ip,
                          target=share.study_id, share=share.id)
         response = Response(200, data, "application/zip" if uri else "application/dicom")
