@@ -15,6 +15,7 @@ from urllib.parse import unquote_plus
 
 import orthanc
 
+from . import jsonbound
 from .app import ROUTE_PATTERNS, App, OrthancApi, create_app
 from .gate import Gate
 from .images.catalog import OrthancError
@@ -23,6 +24,8 @@ from .web import Request, Response
 _ENCODED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
 _METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}  # OrthancPluginHttpMethod
 _app: App | None = None
+# What Orthanc answers may nest DICOM sequences: deeper than a request, still far from a crash.
+ORTHANC_DEPTH = 128
 # What the filter last saw on each OS thread (see _client_ip); threading.local() does not
 # survive between two callbacks of plugin 4.0, which makes a new thread state for each.
 _last_filtered: dict[int, tuple[str, str, str]] = {}
@@ -43,10 +46,16 @@ class _Orthanc(OrthancApi):
         return bytes(_sdk(orthanc.RestApiGet, uri))
 
     def get(self, uri: str) -> Any:
-        return json.loads(self.get_bytes(uri))
+        return _sdk(jsonbound.loads, self.get_bytes(uri), ORTHANC_DEPTH)
+
+    def post_bytes(self, uri: str, body: bytes) -> bytes:
+        return bytes(_sdk(orthanc.RestApiPost, uri, body))
 
     def post(self, uri: str, body: bytes) -> Any:
-        return _sdk(lambda: json.loads(orthanc.RestApiPost(uri, body)))
+        return _sdk(jsonbound.loads, self.post_bytes(uri, body), ORTHANC_DEPTH)
+
+    def put_bytes(self, uri: str, body: bytes) -> bytes:
+        return bytes(_sdk(orthanc.RestApiPut, uri, body))
 
     def delete(self, uri: str) -> None:
         _sdk(orthanc.RestApiDelete, uri)
@@ -141,7 +150,8 @@ def _on_stored(dicom: Any, instance_id: str) -> None:
     try:
         if _app is not None:
             _app.on_stored(instance_id, dicom.GetInstanceData(), dicom.GetInstanceRemoteAet(),
-                           lambda: json.loads(dicom.GetInstanceSimplifiedJson()))
+                           lambda: jsonbound.loads(dicom.GetInstanceSimplifiedJson(),
+                                                         ORTHANC_DEPTH))
     except Exception as exc:
         orthanc.LogError(f"OrthancNAS: could not queue instance {instance_id} for the NAS "
                          f"({type(exc).__name__}: {exc}); it will be found at reconciliation")

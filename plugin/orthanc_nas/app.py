@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import __version__, config
-from .api import transfers
+from .api import native, transfers
 from .audit import HEAD_FILE, Audit, read_head
 from .audit.access import AccessRecorder
 from .audit.forwarder import Forwarder
@@ -59,7 +59,7 @@ from .web import (
 
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
 ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", "/instances",
-                  *transfers.ROUTE_PATTERNS)
+                  *transfers.ROUTE_PATTERNS, *native.ROUTE_PATTERNS)
 _SHARE_TOKEN = re.compile(r"^(/s/|/api/shared/)[^/]*")
 PLUGIN_ROUTES = re.compile("|".join(f"(?:{p})" for p in ROUTE_PATTERNS))
 REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
@@ -78,6 +78,10 @@ class OrthancApi(Protocol):
     def get_bytes(self, uri: str) -> bytes: ...
 
     def post(self, uri: str, body: bytes) -> Any: ...
+
+    def post_bytes(self, uri: str, body: bytes) -> bytes: ...
+
+    def put_bytes(self, uri: str, body: bytes) -> bytes: ...
 
     def delete(self, uri: str) -> None: ...
 
@@ -134,13 +138,13 @@ class App:
                                        window_seconds=shares["ip_window_minutes"] * 60)
         self.dashboard = Dashboard(db, orthanc, clock, self.mirror.status)
         self.pages = Pages()
-        self.router = Router()
+        self.router = Router(self.max_body)
         from .api import account, admin, dashboard, images, login, nas
         from .api import audit as audit_routes
         from .api import shares as share_routes
 
         for module in (login, account, admin, audit_routes, nas, images, share_routes,
-                       dashboard, transfers):
+                       dashboard, transfers, native):
             module.register(self.router, self)
         self.router.add("GET", r"/api/health", self._health)
         self.pages.register(self.router, self)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsonbound
+
 JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
 
@@ -117,7 +119,9 @@ def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     if len(request.body) > max_bytes:
         raise ApiError(413, f"body larger than {max_bytes} bytes")
     try:
-        data = json.loads(request.body or b"{}")
+        data = jsonbound.loads(request.body or b"{}")
+    except jsonbound.TooDeep as exc:
+        raise ApiError(400, str(exc)) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed JSON body") from exc
     if not isinstance(data, dict):
@@ -168,25 +172,50 @@ def field_of(data: Mapping[str, Any], name: str, kind: type, *, required: bool =
 Handler = Callable[..., Response]
 
 
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    body_max: int | None  # largest body (bytes), None: the router's default
+    raw_body: bool  # the body is a file (DICOM, ZIP), never parsed as JSON
+
+
 class Router:
-    """Maps (method, full-match path pattern) to handlers; groups become arguments."""
+    """Maps (method, full-match path pattern) to handlers; groups become arguments.
 
-    def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+    Every body is bounded here, before any handler (or Orthanc, for the built-in routes the
+    plugin forwards) parses it: its size, and unless the route takes files, its JSON nesting."""
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
-        self._routes.append((method, re.compile(pattern), handler))
+    def __init__(self, body_max: int) -> None:
+        self._routes: list[Route] = []
+        self._body_max = body_max
+
+    def add(self, method: str, pattern: str, handler: Handler, *, body_max: int | None = None,
+            raw_body: bool = False) -> None:
+        self._routes.append(Route(method, re.compile(pattern), handler, body_max, raw_body))
 
     def dispatch(self, request: Request) -> Response:
         allowed: list[str] = []
-        for method, pattern, handler in self._routes:
-            match = pattern.fullmatch(request.path)
+        for route in self._routes:
+            match = route.pattern.fullmatch(request.path)
             if match is None:
                 continue
-            if method != request.method:
-                allowed.append(method)
+            if route.method != request.method:
+                allowed.append(route.method)
                 continue
-            return handler(request, *match.groups())
+            if not route.raw_body:
+                self._check_body(request.body, route.body_max or self._body_max)
+            return route.handler(request, *match.groups())
         if allowed:
             raise ApiError(405, f"method {request.method} not allowed", allowed=allowed)
         raise ApiError(404, "no such route")
+
+    @staticmethod
+    def _check_body(body: bytes, body_max: int) -> None:
+        if len(body) > body_max:
+            raise ApiError(413, f"body larger than {body_max} bytes")
+        try:
+            jsonbound.check(body)
+        except jsonbound.TooDeep as exc:
+            raise ApiError(400, str(exc)) from exc

@@ -47,12 +47,12 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     (b"[1, 2", ["[1, 2"]),  # not JSON: one ID as text, which Orthanc will refuse
 ])
 def test_store_bodies(body: bytes, resources: list[str]) -> None:
-    assert transfers._store_resources(transfers._as_object(body)) == resources
+    assert transfers._store_resources(transfers.as_object(body)) == resources
 
 
 def test_move_names_studies_by_uid() -> None:
     body = b'{"Level": "Study", "Resources": [{"StudyInstanceUID": "1.2", "PatientID": "P"}]}'
-    studies = transfers._move_studies(transfers._as_object(body))
+    studies = transfers._move_studies(transfers.as_object(body))
     assert [(s.patient_id, s.study_uid) for s in studies] == [("P", "1.2")]
 
 
@@ -61,7 +61,7 @@ def test_a_synchronous_send_runs_as_a_job_and_returns_its_content() -> None:
                            {"State": "Success", "Content": {"InstancesCount": 3}}])
     body = b"study-1"
     answer = transfers.forward(orthanc, "/modalities/pacs/store", body,
-                               transfers._as_object(body))
+                               transfers.as_object(body))
     assert answer == {"InstancesCount": 3}
     assert orthanc.posted == [("/modalities/pacs/store",
                                {"Resources": ["study-1"], "Asynchronous": True})]
@@ -71,14 +71,14 @@ def test_a_failed_job_is_an_error() -> None:
     orthanc = FakeOrthanc([{"State": "Failure", "ErrorDescription": "DICOM association"}])
     body = b'{"Resources": ["s"]}'
     with pytest.raises(OrthancError, match="association"):
-        transfers.forward(orthanc, "/peers/p/store", body, transfers._as_object(body))
+        transfers.forward(orthanc, "/peers/p/store", body, transfers.as_object(body))
 
 
 def test_an_asynchronous_request_is_passed_as_it_came() -> None:
     orthanc = FakeOrthanc([])
     body = b'{"Resources": ["s"], "Asynchronous": true}'
     assert transfers.forward(orthanc, "/modalities/m/store", body,
-                             transfers._as_object(body)) == {"ID": "job-1",
+                             transfers.as_object(body)) == {"ID": "job-1",
                                                             "Path": "/jobs/job-1"}
     assert orthanc.states == []  # not waited for
 
@@ -88,4 +88,4 @@ def test_an_asynchronous_request_is_passed_as_it_came() -> None:
     ("Bad file format", 400), ("DicomAssociation: connection refused", 502),
 ])
 def test_orthanc_refusals_become_statuses(message: str, status: int) -> None:
-    assert transfers._status_of(OrthancError(message)) == status
+    assert transfers.status_of(OrthancError(message)) == status

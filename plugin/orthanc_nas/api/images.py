@@ -184,7 +184,7 @@ def register(router: Router, app: App) -> None:
                              ae_owners=json.dumps(mapping, sort_keys=True))
         return json_response({"ae_owners": app.ae_owners()})
 
-    router.add("POST", r"/instances", upload)
+    router.add("POST", r"/instances", upload, raw_body=True)
     router.add("GET", r"/instances", list_instances)
     router.add("GET", r"/api/images", search)
     router.add("POST", r"/api/images/search", search)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import jsonbound
 from ..audit import FAILURE, SUCCESS
 from ..audit.access import Study
 from ..images.catalog import OrthancError
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 ROUTE_PATTERNS = ("/modalities/([^/]+)/(store|move)", "/peers/([^/]+)/store",
                   "/tools/(create-archive|create-media|create-media-extended)")
+BODY_MAX = 16 * 2**20  # bytes; 100,000 Orthanc IDs in a bulk request take 4.6 MB
 SYNC_ARCHIVE_MAX = 512 * 2**20  # larger archives: ask for a job ("Asynchronous": true)
 _NOT_FOUND = ("inexistent", "unknown resource", "unknown modality", "unknown peer")
 _BAD_REQUEST = ("bad request", "bad file format", "parameter out of range", "bad json")
@@ -43,14 +45,16 @@ def _move_studies(request: dict[str, Any] | None) -> list[Study]:
             for r in resources if isinstance(r, dict)] if isinstance(resources, list) else []
 
 
-def _as_object(body: bytes) -> dict[str, Any] | None:
+def as_object(body: bytes) -> dict[str, Any] | None:
     """The request in its JSON-object form (a store's body may also be one ID as text or a
     list of IDs), or None if it cannot be read."""
     text = body.decode("utf-8", "replace").strip()
     if not text:
         return None
     try:
-        parsed: Any = json.loads(text)
+        parsed: Any = jsonbound.loads(text)
+    except jsonbound.TooDeep:
+        raise  # never handed on as text: Orthanc would parse it
     except ValueError:
         parsed = text
     if isinstance(parsed, str | list):
@@ -94,7 +98,7 @@ def export(orthanc: Any, path: str, body: bytes, request: dict[str, Any] | None)
     return Response(200, orthanc.get_bytes(f"/jobs/{job_id}/archive"), "application/zip")
 
 
-def _status_of(exc: OrthancError) -> int:
+def status_of(exc: OrthancError) -> int:
     text = str(exc).lower()
     if any(word in text for word in _NOT_FOUND):
         return 404
@@ -116,7 +120,7 @@ def register(router: Router, app: App) -> None:
                              target=study.study_id, patient_id=study.patient_id,
                              study_uid=study.study_uid, **details)
         if error is not None:
-            raise ApiError(_status_of(error), f"Orthanc could not {what}: {error}")
+            raise ApiError(status_of(error), f"Orthanc could not {what}: {error}")
         return answer
 
     def studies_of(body: dict[str, Any] | None) -> list[Study]:
@@ -126,7 +130,7 @@ def register(router: Router, app: App) -> None:
     def send(request: Request, destination: str, operation: str = "store") -> Response:
         principal = app.principal(request)
         kind = "modality" if request.path.startswith("/modalities/") else "peer"
-        body = _as_object(request.body)
+        body = as_object(request.body)
         if operation == "move":
             event, studies = "retrieve_requested", _move_studies(body)
         else:
@@ -137,12 +141,13 @@ def register(router: Router, app: App) -> None:
 
     def create(request: Request, kind: str) -> Response:
         principal = app.principal(request)
-        body = _as_object(request.body)
+        body = as_object(request.body)
         answer: Response = audited(
             request, principal, "study_downloaded", studies_of(body), {"route": kind}, kind,
             lambda: export(app.orthanc, request.path, request.body, body))
         return answer
 
-    router.add("POST", r"/modalities/([^/]+)/(store|move)", send)
-    router.add("POST", r"/peers/([^/]+)/store", send)
-    router.add("POST", r"/tools/(create-archive|create-media|create-media-extended)", create)
+    router.add("POST", r"/modalities/([^/]+)/(store|move)", send, body_max=BODY_MAX)
+    router.add("POST", r"/peers/([^/]+)/store", send, body_max=BODY_MAX)
+    router.add("POST", r"/tools/(create-archive|create-media|create-media-extended)", create,
+               body_max=BODY_MAX)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from ..clock import Clock
 from ..db import Database
 from ..web import Request
-from .policy import PENDING_ROUTES, PUBLIC_ROUTES, RESTRICTED_ROUTES, Policy
+from .policy import PENDING_ROUTES, PUBLIC_ROUTES, RESTRICTED_ROUTES, Policy, body_allowance
 from .sessions import PENDING_COOKIE, SESSION_COOKIE, TOUCH_INTERVAL, Sessions
 from .tokens import Tokens
 from .users import User, Users
@@ -159,15 +159,19 @@ class AuthBackend:
             return False, principal
         if principal.restricted:
             return route in RESTRICTED_ROUTES, principal
+        limit = body_allowance(request.method, request.path)
+        if limit is not None and not self._declared_small(request, limit):
+            return False, principal
         return self.policy.allows(principal.user.role, request.method, request.path), principal
 
-    def _declared_small(self, request: Request) -> bool:
-        """Whether a body sent before login declares a bounded size: Orthanc reads a whole
+    @staticmethod
+    def _declared_small(request: Request, limit: int = ANONYMOUS_BODY_MAX) -> bool:
+        """Whether the body declares a size of at most ``limit`` bytes. Orthanc reads a whole
         body into memory before any route sees it, so an anonymous caller must not be able to
-        send gigabytes (a chunked body declares no size and is refused too). Up to the bound,
+        send gigabytes (a chunked body declares no size and is refused too); up to the bound,
         the route itself answers an oversized body with a JSON 413."""
         length = request.headers.get("content-length", "")
-        return length.isascii() and length.isdigit() and int(length) <= ANONYMOUS_BODY_MAX
+        return length.isascii() and length.isdigit() and int(length) <= limit
 
     def _origin_ok(self, request: Request, *, cookie: bool) -> bool:
         """Cookie-borne state changes must prove their origin; others must not contradict it."""

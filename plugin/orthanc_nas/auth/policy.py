@@ -43,6 +43,17 @@ RESTRICTED: tuple[tuple[str, str], ...] = (
     ("GET", r"/ui/account"),
 )
 
+# Built-in routes that read a JSON body the plugin cannot take over (see api/native.py), and
+# the largest body the filter lets through: their body is read by Orthanc's recursive parser.
+OPTIONS_BODY_MAX = 256  # bytes: 128 levels at most, where jsoncpp needs about 200 to crash
+UNSEEN_BODIES: tuple[tuple[str, str, int], ...] = (  # (method, pattern, bytes; -1: refused)
+    # The same URI streams a download on GET, which a plugin callback would have to buffer.
+    ("POST", r"/(patients|studies|series)/[^/]+/(archive|media)", OPTIONS_BODY_MAX),
+    # The DICOMweb plugin's own: no plugin can hand a request on to another plugin's route.
+    ("POST", r"/dicom-web/servers(/.*)?", -1),
+    ("PUT", r"/dicom-web/servers(/.*)?", -1),
+)
+
 
 def _compile(routes: Iterable[tuple[str, str]]) -> dict[str, re.Pattern[str]]:
     by_method: dict[str, list[str]] = {}
@@ -84,6 +95,16 @@ class Policy:
         return role == "admin"
 
 
+def body_allowance(method: str, path: str) -> int | None:
+    """The largest body the filter may let through to a built-in route it cannot see the body
+    of (-1: none at all), or None when the body is bounded elsewhere."""
+    for bounded_method, pattern, limit in _UNSEEN:
+        if method == bounded_method and pattern.fullmatch(path):
+            return limit
+    return None
+
+
+_UNSEEN = [(m, re.compile(p), limit) for m, p, limit in UNSEEN_BODIES]
 PUBLIC_ROUTES = RouteSet(PUBLIC)
 PENDING_ROUTES = RouteSet(PENDING)
 RESTRICTED_ROUTES = RouteSet(RESTRICTED)
