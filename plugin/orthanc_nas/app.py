@@ -40,6 +40,7 @@ from .health import public_view, run_checks
 from .images.catalog import Catalog, OrthancError, orthanc_study_id
 from .images.dashboard import Dashboard
 from .images.shares import Shares
+from .images.uploads import Uploads
 from .logs import Log
 from .mirror.outbox import Outbox, StoredCopy
 from .mirror.service import MirrorService
@@ -58,8 +59,9 @@ from .web import (
 )
 
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
-ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", "/instances",
-                  *transfers.ROUTE_PATTERNS, *native.ROUTE_PATTERNS)
+# POST /instances stays Orthanc's in every form (images/uploads.py says why).
+ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", *transfers.ROUTE_PATTERNS,
+                  *native.ROUTE_PATTERNS)
 _SHARE_TOKEN = re.compile(r"^(/s/|/api/shared/)[^/]*")
 PLUGIN_ROUTES = re.compile("|".join(f"(?:{p})" for p in ROUTE_PATTERNS))
 REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
@@ -130,6 +132,7 @@ class App:
                                     self._stored_copy)
         self.catalog = Catalog(db, orthanc, clock,
                                lambda ids: self.mirror.outbox.state_of(db, ids))
+        self.uploads = Uploads(db, self.catalog, self.audit)
         shares = cfg.section("shares")
         self.shares = Shares(db, keys, clock, self.audit, self.auth.hasher,
                              pin_max_attempts=shares["pin_max_attempts"],
@@ -208,9 +211,13 @@ class App:
         """The filter's decision, and for how many seconds the same request (URI and
         credential) may be allowed again without asking (0: ask every time)."""
         allowed, principal = self.backend.decide(request)
-        if not allowed or principal is None:
-            return allowed, 0.0
+        if not allowed:
+            self.uploads.refused()
+            return False, 0.0
         request = self._from_client(request)
+        self.uploads.allowed(request, principal)
+        if principal is None:
+            return True, 0.0
         scope = (f"s:{principal.session_hash[:16]}" if principal.session_hash
                  else f"t:{principal.token_id}:{int(self.clock.now() // 86400)}")
         self.access.observe(scope, principal.name, request.ip, request.method, request.path,
@@ -248,11 +255,13 @@ class App:
     def on_stored(self, instance_id: str, data: bytes, calling_aet: str,
                   tags: Callable[[], dict[str, Any]]) -> None:
         """Orthanc stored an instance (C-STORE, upload, modification): queue its mirror copy,
-        and give it to the user mapped to the calling AE title, if any."""
+        and record its sender: the uploader, or the user mapped to the calling AE title."""
         self.mirror.on_stored(instance_id, data)
-        if calling_aet:
-            self.access.observe_import(instance_id, calling_aet)
-        username = self.ae_owners().get(calling_aet) if calling_aet else None
+        if not calling_aet:
+            self.uploads.stored(instance_id, tags)
+            return
+        self.access.observe_import(instance_id, calling_aet)
+        username = self.ae_owners().get(calling_aet)
         if username:
             user = self.users.by_name(username)
             values = tags()

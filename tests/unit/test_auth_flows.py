@@ -20,6 +20,7 @@ from orthanc_nas.auth.keys import KeyRing, load_or_create_key
 from orthanc_nas.auth.service import INVALID_CODE, INVALID_LOGIN
 from orthanc_nas.clock import ManualClock, SystemClock
 from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.images.catalog import Viewer, orthanc_study_id
 from orthanc_nas.web import Request, Response
 
 ADMIN_PIN = "Initial-Bootstrap-PIN-2024"
@@ -966,3 +967,34 @@ def test_anonymous_bodies_must_declare_a_small_size(env: Env, length: str | None
     request.headers.update(headers)
     assert env.app.authorize(request) is False  # Orthanc would read it all into memory
     assert client.allowed("POST", "/api/login", data={"username": "admin", "pin": ADMIN_PIN})
+
+
+# ---- uploads: who sent what Orthanc stored ----------------------------------------------------
+
+
+def test_the_uploader_is_the_user_the_filter_allowed_on_this_thread(env: Env) -> None:
+    """Orthanc stores ``POST /instances`` itself (multipart parts reach no handler with a
+    cookie); the filter's decision on the same thread names the uploader."""
+    admin_client, _ = admin_ready(env)
+    bob_client, bob = make_user(env, admin_client, "bob", "user", ip="10.0.0.7")
+    vic_client, _ = make_user(env, admin_client, "vic", "viewer")
+    tags = {"PatientID": "P-1", "StudyInstanceUID": "1.2.3"}
+    study = orthanc_study_id("P-1", "1.2.3")
+
+    assert bob_client.allowed("POST", "/instances/")  # Orthanc Explorer's form
+    env.app.on_stored("inst-1", b"", "", lambda: tags)
+    env.app.on_stored("inst-2", b"", "", lambda: tags)  # a second file of the same request
+    assert env.app.catalog.visible_studies(Viewer(bob.user_id, "user")) == {study}
+    uploads = [r for r in audit_rows(env.app) if r["event"] == "instance_uploaded"]
+    assert [(r["actor"], r["ip"], r["target"]) for r in uploads] == [
+        ("bob", "10.0.0.7", study)] * 2
+    assert json.loads(uploads[0]["details"]) == {"instance": "inst-1", "ownership": "owner"}
+
+    for other in (lambda: bob_client.allowed("GET", "/patients"),  # the next request
+                  lambda: vic_client.allowed("POST", "/instances"),  # refused
+                  lambda: Client(env.app).allowed("POST", "/instances")):  # anonymous
+        other()
+        env.app.on_stored("inst-x", b"", "", lambda: tags)
+        assert env.app.db.one("SELECT 1 FROM instance_owners WHERE instance_id = 'inst-x'") \
+            is None
+    assert len([r for r in audit_rows(env.app) if r["event"] == "instance_uploaded"]) == 2

@@ -148,8 +148,56 @@ def test_visible_studies(env: Env) -> None:
 
 
 def test_record_owner_keeps_the_first_owner(env: Env) -> None:
-    env.catalog.record_owner("inst-a1", A["ID"], env.users["bob"], "upload")
+    assert env.catalog.record_owner("inst-a1", A["ID"], env.users["bob"], "upload") == "known"
     assert A["ID"] not in (env.catalog.visible_studies(env.who("bob")) or set())
+
+
+def owners_of(env: Env, study_id: str) -> dict[str, int | None]:
+    return {r["instance_id"]: r["user_id"] for r in env.db.all(
+        "SELECT instance_id, user_id FROM instance_owners WHERE study_id = ?", (study_id,))}
+
+
+@pytest.mark.parametrize("source", ["upload", "cstore"])
+def test_sending_into_a_study_others_own_grants_nothing(env: Env, source: str) -> None:
+    """The takeover: bob read alice's PatientID/StudyInstanceUID and sent a new instance
+    with them (by upload, or from a modality mapped to him)."""
+    outcome = env.catalog.record_owner("inst-bob", A["ID"], env.users["bob"], source)
+    assert outcome == "joined"
+    assert A["ID"] not in (env.catalog.visible_studies(env.who("bob")) or set())
+    assert owners_of(env, A["ID"]) == {"inst-a1": env.users["alice"], "inst-bob": None}
+    # Sending more changes nothing; alice keeps it and still owns what she sends into it.
+    assert env.catalog.record_owner("inst-bob2", A["ID"], env.users["bob"], source) == "joined"
+    assert env.catalog.record_owner("inst-a2", A["ID"], env.users["alice"], source) == "owner"
+    assert A["ID"] in (env.catalog.visible_studies(env.who("alice")) or set())
+    assert A["ID"] not in (env.catalog.visible_studies(env.who("bob")) or set())
+
+
+def test_the_first_sender_of_a_study_owns_it(env: Env) -> None:
+    new = orthanc_study_id("P-NEW", "1.2.3.99")
+    assert env.catalog.record_owner("n1", new, env.users["carol"], "upload") == "owner"
+    assert env.catalog.record_owner("n2", new, env.users["carol"], "upload") == "owner"
+    assert env.catalog.visible_studies(env.who("carol")) == {new}
+    assert env.catalog.record_owner("n3", new, env.users["bob"], "upload") == "joined"
+
+
+def test_a_study_with_instances_of_no_known_sender_is_nobody_s_to_take(env: Env) -> None:
+    """An instance on record without an owner (its owner's account was deleted, or it joined
+    a study others owned) keeps the study from being claimed by the next sender: only an
+    admin's assignment gives it."""
+    orphan = orthanc_study_id("P-ORPHAN", "1.2.3.98")
+    assert env.catalog.record_owner("o1", orphan, None, "cstore", "UNKNOWN") == "unowned"
+    assert env.catalog.record_owner("o2", orphan, env.users["bob"], "upload") == "joined"
+    assert orphan not in (env.catalog.visible_studies(env.who("bob")) or set())
+    with env.db.transaction() as tx:
+        tx.execute("DELETE FROM users WHERE id = ?", (env.users["alice"],))
+    assert env.catalog.record_owner("a9", A["ID"], env.users["bob"], "upload") == "joined"
+
+
+def test_assignment_is_not_ownership(env: Env) -> None:
+    """alice was given study C: she sees it, but sending into it does not make her its
+    owner (what she may do with it stays what the assignment gives)."""
+    assert env.catalog.record_owner("c1", C["ID"], env.users["carol"], "upload") == "owner"
+    assert env.catalog.record_owner("c2", C["ID"], env.users["alice"], "upload") == "joined"
 
 
 # ---- search ----------------------------------------------------------------------------------

@@ -85,6 +85,7 @@ CASES: list[tuple[str, str, frozenset[str]]] = [
     ("POST", "/tools/lookup", ALL),
     ("POST", f"/studies/{ID}/archive", ALL),
     ("POST", "/instances", USER_UP),
+    ("POST", "/instances/", USER_UP),  # Orthanc Explorer's upload form
     ("POST", "/dicom-web/studies", USER_UP),
     ("PUT", "/instances", ADMIN),
     ("DELETE", f"/studies/{ID}", ADMIN),

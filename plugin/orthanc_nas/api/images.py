@@ -1,11 +1,10 @@
-"""Images: uploads with their uploader, search, details, tags, assignments, share creation,
-and the AE-title -> user map."""
+"""Images: search, details, tags, assignments, share creation, and the AE-title -> user map
+(uploads stay Orthanc's route: images/uploads.py records who sent them)."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from ..auth.backend import Principal
 from ..images.catalog import (
@@ -14,7 +13,6 @@ from ..images.catalog import (
     SORTS,
     Filters,
     NotVisible,
-    OrthancError,
     Viewer,
     valid_tag,
 )
@@ -42,29 +40,6 @@ def viewer_of(principal: Principal) -> Viewer:
 
 def register(router: Router, app: App) -> None:
     catalog = app.catalog
-
-    def upload(request: Request) -> Response:
-        """Orthanc's own upload route, with the uploader recorded (Orthanc Explorer uses it)."""
-        principal = app.principal(request)
-        if principal.user.role not in ("user", "admin"):
-            raise ApiError(403, "uploading needs the user or admin role")
-        try:
-            answer = app.orthanc.post("/instances", request.body)
-        except OrthancError as exc:
-            raise ApiError(400, f"Orthanc refused the file: {exc}") from exc
-        stored = answer if isinstance(answer, list) else [answer]
-        for item in stored:
-            if isinstance(item, dict) and "ID" in item and "ParentStudy" in item:
-                catalog.record_owner(item["ID"], item["ParentStudy"], principal.user.id, "upload")
-                app.audit.record("instance_uploaded", actor=principal.name, ip=request.ip,
-                                 target=item["ParentStudy"], instance=item["ID"],
-                                 status=item.get("Status", ""))
-        return json_response(answer)
-
-    def list_instances(request: Request) -> Response:
-        """GET /instances stays Orthanc's (the upload route above shares its URI)."""
-        query = f"?{urlencode(dict(request.query))}" if request.query else ""
-        return json_response(app.orthanc.get(f"/instances{query}"))
 
     def search(request: Request) -> Response:
         principal = app.principal(request)
@@ -184,8 +159,6 @@ def register(router: Router, app: App) -> None:
                              ae_owners=json.dumps(mapping, sort_keys=True))
         return json_response({"ae_owners": app.ae_owners()})
 
-    router.add("POST", r"/instances", upload, raw_body=True)
-    router.add("GET", r"/instances", list_instances)
     router.add("GET", r"/api/images", search)
     router.add("POST", r"/api/images/search", search)
     router.add("GET", rf"/api/images/{ID}", detail)

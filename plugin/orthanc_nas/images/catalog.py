@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..clock import Clock
-from ..db import Database, Row
+from ..db import Database, Row, Transaction
 
 # Orthanc's resource identifiers: five dash-separated groups of eight hex digits.
 ORTHANC_ID = r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}"
 TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:-]{0,39}")
 DATE_RE = re.compile(r"\d{8}")
 INDEX_BATCH = 200  # more unknown studies than this: one expanded find instead of N reads
+# What recording an instance's sender did (Catalog.record_owner).
+OWNER, JOINED, UNOWNED, KNOWN = "owner", "joined", "unowned", "known"
 SORTS = {"date": "StudyDate", "patient_name": "PatientName", "patient_id": "PatientID",
          "description": "StudyDescription", "uploaded": "uploaded_at"}
 
@@ -105,13 +107,36 @@ class Catalog:
     # ---- ownership ------------------------------------------------------------------------
 
     def record_owner(self, instance_id: str, study_id: str, user_id: int | None, source: str,
-                     calling_aet: str = "") -> None:
+                     calling_aet: str = "", tx: Transaction | None = None) -> str:
+        """Records who sent an instance, and whether that makes them an owner of its study
+        (docs/security.md, "Study ownership"). Anyone who can read a study's PatientID and
+        StudyInstanceUID can send an instance into it: sending makes its sender an owner only
+        of a study the plugin has no instance of yet, or that they already own. Returns
+        ``owner``, ``joined`` (stored in a study others own, no ownership), ``unowned`` (no
+        sender known) or ``known`` (the instance was already recorded; nothing changes)."""
         # Ownership decides what the plugin's own routes show, never what the filter allows.
-        with self._db.transaction(invalidates=False) as tx:
-            tx.execute("INSERT INTO instance_owners (instance_id, study_id, user_id, source,"
-                       " calling_aet, created_at) VALUES (?, ?, ?, ?, ?, ?)"
-                       " ON CONFLICT(instance_id) DO NOTHING",
-                       (instance_id, study_id, user_id, source, calling_aet, self._clock.now()))
+        if tx is None:
+            with self._db.transaction(invalidates=False) as own:
+                return self._record_owner(own, instance_id, study_id, user_id, source,
+                                          calling_aet)
+        return self._record_owner(tx, instance_id, study_id, user_id, source, calling_aet)
+
+    def _record_owner(self, tx: Transaction, instance_id: str, study_id: str,
+                      user_id: int | None, source: str, calling_aet: str) -> str:
+        if tx.one("SELECT 1 FROM instance_owners WHERE instance_id = ?", (instance_id,)):
+            return KNOWN
+        outcome = UNOWNED
+        if user_id is not None:
+            new_study = tx.one("SELECT 1 FROM instance_owners WHERE study_id = ? LIMIT 1",
+                               (study_id,)) is None
+            outcome = OWNER if new_study or tx.one(
+                "SELECT 1 FROM instance_owners WHERE study_id = ? AND user_id = ? LIMIT 1",
+                (study_id, user_id)) else JOINED
+        tx.execute("INSERT INTO instance_owners (instance_id, study_id, user_id, source,"
+                   " calling_aet, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                   (instance_id, study_id, user_id if outcome == OWNER else None, source,
+                    calling_aet, self._clock.now()))
+        return outcome
 
     def assign(self, study_id: str, user_id: int, by: str) -> None:
         with self._db.transaction() as tx:
