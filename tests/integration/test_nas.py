@@ -338,7 +338,8 @@ def test_hostile_patient_ids_stay_inside_the_root(nas_orthanc: tuple[OrthancServ
 def test_local_folder_backend_and_backfill(tmp_path: Path) -> None:
     folder = tmp_path / "mounted-share"
     folder.mkdir()
-    server = OrthancServer(tmp_path / "o", FAST).start()  # mirroring off at first
+    server = OrthancServer(tmp_path / "o", deep_merge(FAST, {"OrthancNAS": {"nas": {
+        "local_roots": [str(tmp_path)]}}})).start()  # mirroring off at first
     try:
         admin = server.client()
         account = admin_account()
