@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,16 @@ def test_cstore_from_an_undeclared_modality_is_refused(orthanc: OrthancServer, a
     assert result.returncode != 0 or "Refused" in result.stderr + result.stdout
     found = admin.post("/tools/find", {"Level": "Patient", "Query": {"PatientID": "INTRUDER"}})
     assert found.json() == []
+
+
+def echo(server: OrthancServer, called: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/usr/bin/echoscu", "-aet", "ANYONE", "-aec", called, "127.0.0.1",
+                           str(server.dicom_port)], capture_output=True, text=True, timeout=60)
+
+
+def test_only_our_called_ae_title_is_answered(orthanc: OrthancServer) -> None:
+    """Issue 11: with DicomCheckCalledAet off, C-ECHO answered for any called AE title."""
+    assert echo(orthanc, "ORTHANC").returncode == 0
+    refused = echo(orthanc, "NOT-ORTHANC")
+    assert refused.returncode != 0
+    assert "Called AE Title Not Recognized" in refused.stderr + refused.stdout
