@@ -181,8 +181,9 @@ SCHEMA: Schema = {
                                         _range(1, 168)),
         "pending_login_minutes": Field(int, 5, "Time allowed to enter the second factor.",
                                        _range(1, 30)),
-        "cookie_secure": Field(str, "auto", "Secure cookie flag: 'auto' (when the request came "
-                               "over HTTPS or X-Forwarded-Proto is https), 'always' or 'never'.",
+        "cookie_secure": Field(str, "auto", "Secure cookie flag: 'auto' (when public_url or the "
+                               "request is https; X-Forwarded-Proto counts from "
+                               "trusted_proxies only), 'always' or 'never'.",
                                _one_of("auto", "always", "never")),
         "ip_max_failures": Field(int, 30, "Failed logins allowed per client IP per window "
                                  "before it is throttled (503 + Retry-After).", _range(1, 100000)),
