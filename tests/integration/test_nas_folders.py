@@ -8,7 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
 
+from browser import browser_login, wait
 from conftest import FAST
 from dicom_factory import ct_instance
 from harness import Client, OrthancServer, admin_account, deep_merge, wait_until
@@ -47,6 +51,17 @@ def test_with_no_folder_set_browsing_lists_nothing(server: tuple[OrthancServer, 
         body = answer.json()
         assert body["configured"] is False and "not configured" in body["error"]
         assert "orthanc.json" not in answer.text and "entries" not in body
+
+
+def test_the_nas_page_says_it_is_not_configured(server: tuple[OrthancServer, Client],
+                                                browser: WebDriver) -> None:
+    orthanc, admin = server
+    assert admin.account is not None
+    browser_login(browser, orthanc.url + "/ui/nas", orthanc.client(), admin.account)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "browse-table"),
+                                                         "not configured"))
+    assert "orthanc.json" not in browser.find_element(By.ID, "browse-table").text
+    admin.ensure_logged_in()  # one session per user: the browser's login ended the client's
 
 
 @pytest.mark.parametrize(("change", "field"), [
