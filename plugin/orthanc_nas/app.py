@@ -54,8 +54,10 @@ from .web import (
     Response,
     Router,
     client_ip,
+    client_scheme,
     error_response,
     json_response,
+    origin_of,
 )
 
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
@@ -91,8 +93,8 @@ class OrthancApi(Protocol):
 class App:
     def __init__(self, cfg: config.Config, db: Database, keys: KeyRing, clock: Clock, log: Log,
                  orthanc: OrthancApi, python: list[str] | None = None,
-                 env: dict[str, str] | None = None, orthanc_storage: Path | None = None
-                 ) -> None:
+                 env: dict[str, str] | None = None, orthanc_storage: Path | None = None,
+                 https_listener: bool = False) -> None:
         self.cfg = cfg
         self.db = db
         self.keys = keys
@@ -104,6 +106,9 @@ class App:
         self.max_body = auth["max_body_bytes"]
         self._proxies: Networks = tuple(ipaddress.ip_network(n, strict=False)
                                         for n in auth["trusted_proxies"])
+        self._https_listener = https_listener  # Orthanc's own SslEnabled
+        local = {"localhost", "127.0.0.1", "::1", socket.gethostname().lower()}
+        self.allowed_hosts = local | {h.strip("[]").lower() for h in cfg.get("allowed_hosts")}
         self.settings = Settings(db, clock)
         self.audit = Audit(db, clock, keys.key("audit-chain"))
         self.access = AccessRecorder(db, self.audit, orthanc, clock, lambda problem: log.warning(
@@ -114,9 +119,7 @@ class App:
                                  absolute_seconds=auth["session_absolute_hours"] * 3600,
                                  pending_seconds=auth["pending_login_minutes"] * 60)
         self.tokens = Tokens(db, keys, clock)
-        public_url = cfg.get("public_url")
-        self.public_origin = (f"{urlsplit(public_url).scheme}://{urlsplit(public_url).netloc}"
-                              if public_url else None)
+        self.public_origin = origin_of(cfg.get("public_url")) if cfg.get("public_url") else None
         self.backend = AuthBackend(self.users, self.sessions, self.tokens,
                                    Policy(cfg.get("access_policy")), self.two_factor,
                                    self.public_origin, db, clock)
@@ -210,11 +213,11 @@ class App:
     def decide(self, request: Request) -> tuple[bool, float]:
         """The filter's decision, and for how many seconds the same request (URI and
         credential) may be allowed again without asking (0: ask every time)."""
+        request = self._from_client(request)
         allowed, principal = self.backend.decide(request)
         if not allowed:
             self.uploads.refused()
             return False, 0.0
-        request = self._from_client(request)
         self.uploads.allowed(request, principal)
         if principal is None:
             return True, 0.0
@@ -228,9 +231,17 @@ class App:
         return True, min(self.backend.remaining(request), REMEMBER_MAX)
 
     def _from_client(self, request: Request) -> Request:
-        """The request with the client's address when a trusted proxy forwarded it."""
-        ip = client_ip(request.ip, request.headers.get("x-forwarded-for", ""), self._proxies)
-        return request if ip == request.ip else dataclasses.replace(request, ip=ip)
+        """The request with the client's address and scheme: a trusted proxy's word for them,
+        else the connection's (X-Forwarded-Proto is replaced by what we believe)."""
+        headers = request.headers
+        proto = headers.get("x-forwarded-proto")
+        scheme = client_scheme(request.ip, proto or "", self._proxies, self._https_listener)
+        if proto != scheme and not (proto is None and scheme == "http"):
+            headers = {**headers, "x-forwarded-proto": scheme}
+        ip = client_ip(request.ip, headers.get("x-forwarded-for", ""), self._proxies)
+        if ip == request.ip and headers is request.headers:
+            return request
+        return dataclasses.replace(request, ip=ip, headers=headers)
 
     def handle(self, request: Request) -> Response:
         request = self._from_client(request)
@@ -277,12 +288,20 @@ class App:
         return mapping
 
     def base_url(self, request: Request) -> str:
-        """Where links point: ``public_url``, else the request's own scheme and host."""
+        """Where links point: ``public_url``, else the request's own scheme and Host when
+        that host is allowed (a forged Host must never become a link sent to a patient);
+        else 409 telling the admin what to set."""
         public: str = self.cfg.get("public_url")
         if public:
             return public.rstrip("/")
-        scheme = "https" if request.is_https else "http"
-        return f"{scheme}://{request.headers.get('host', 'localhost')}"
+        origin = origin_of(f"{request.scheme}://{request.headers.get('host', '')}")
+        host = urlsplit(origin).hostname if origin else None
+        if origin is None or host not in self.allowed_hosts:
+            raise ApiError(409, "links cannot be built from the address this page was opened "
+                           "with: an admin sets OrthancNAS.public_url (e.g. "
+                           "https://pacs.clinic.example) or lists this host name in "
+                           "OrthancNAS.allowed_hosts in orthanc.json", field="public_url")
+        return origin
 
     def on_instance_deleted(self, instance_id: str) -> None:
         self.mirror.on_deleted(instance_id)
@@ -451,6 +470,7 @@ def create_app(orthanc_config: dict[str, Any], env: dict[str, str], log: Log,
     child_env = {**env, "PYTHONPATH": plugin_dir}
     # Orthanc's own files, relative to its working directory (which is ours: same process).
     storage = Path(str(orthanc_config.get("StorageDirectory", "OrthancStorage"))).resolve()
-    app = App(cfg, db, keys, clock, log, orthanc, python, child_env, storage)
+    app = App(cfg, db, keys, clock, log, orthanc, python, child_env, storage,
+              https_listener=bool(orthanc_config.get("SslEnabled", False)))
     bootstrap_admin(app, env)
     return app

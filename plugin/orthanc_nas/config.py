@@ -14,11 +14,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
+
+from .nas.storage import within
 
 SECTION = "OrthancNAS"
 ROLES = ("admin", "user", "viewer")
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE")
 TWO_FACTOR_METHODS = ("totp", "backup_codes")
+LANDING_FIELDS = ("study_date", "instance_count", "study_description", "modalities")
 
 
 class ConfigError(ValueError):
@@ -51,10 +55,11 @@ def _one_of(*choices: str) -> Check:
     return lambda v: None if v in choices else "one of " + ", ".join(map(repr, choices))
 
 
-def _subset_of(*choices: str) -> Check:
+def _subset_of(*choices: str, empty: bool = False) -> Check:
     def check(v: list[Any]) -> str | None:
-        if not v or any(x not in choices for x in v) or len(set(v)) != len(v):
-            return "a non-empty list of distinct values among " + ", ".join(map(repr, choices))
+        if (not v and not empty) or any(x not in choices for x in v) or len(set(v)) != len(v):
+            return ("a list" if empty else "a non-empty list") + " of distinct values among " \
+                + ", ".join(map(repr, choices))
         return None
 
     return check
@@ -74,6 +79,36 @@ def _networks(v: list[Any]) -> str | None:
 
 def _non_empty(v: str) -> str | None:
     return None if v.strip() else "a non-empty string"
+
+
+def _public_url(v: str) -> str | None:
+    if not v:
+        return None
+    expected = "empty, or an http(s) URL with a host and no query, e.g. https://pacs.example"
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return expected
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or parts.username or parts.password):
+        return expected
+    return None
+
+
+def _host_names(v: list[Any]) -> str | None:
+    for item in v:
+        if not (isinstance(item, str) and item and len(item) <= 253
+                and re.fullmatch(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]", item)):
+            return "a list of host names or addresses without scheme or port " \
+                   "(e.g. 'pacs.clinic.lan', '192.168.1.10', '[fd00::1]')"
+    return None
+
+
+def _absolute_folders(v: list[Any]) -> str | None:
+    if any(not (isinstance(p, str) and p.startswith("/") and "\x00" not in p) for p in v):
+        return "a list of absolute folder paths"
+    return None
 
 
 def _ae_owners(v: dict[str, Any]) -> str | None:
@@ -124,8 +159,14 @@ Schema = Mapping[str, "Field | Schema"]
 SCHEMA: Schema = {
     "data_dir": Field(str, "", "Directory of the plugin database and key files "
                       "(orthanc.json sets it from ORTHANC_NAS_DATA_DIR).", _non_empty),
-    "public_url": Field(str, "", "External base URL (e.g. https://pacs.clinic.example); "
-                        "used in share links. Empty: taken from the request's Host header."),
+    "public_url": Field(str, "", "External base URL (e.g. https://pacs.clinic.example): share "
+                        "links point there and it is the only origin accepted for browser "
+                        "writes. Empty: the request's Host, if allowed_hosts lists it.",
+                        _public_url),
+    "allowed_hosts": Field(list, [], "Host names share links may be built from when public_url "
+                           "is empty (from the request's Host header). localhost, 127.0.0.1, "
+                           "[::1] and this machine's host name are always allowed.",
+                           _host_names),
     "database": {
         "backend": Field(str, "sqlite", "Storage backend of the plugin's own state.",
                          _one_of("sqlite")),
@@ -140,8 +181,9 @@ SCHEMA: Schema = {
                                         _range(1, 168)),
         "pending_login_minutes": Field(int, 5, "Time allowed to enter the second factor.",
                                        _range(1, 30)),
-        "cookie_secure": Field(str, "auto", "Secure cookie flag: 'auto' (when the request came "
-                               "over HTTPS or X-Forwarded-Proto is https), 'always' or 'never'.",
+        "cookie_secure": Field(str, "auto", "Secure cookie flag: 'auto' (when public_url or the "
+                               "request is https; X-Forwarded-Proto counts from "
+                               "trusted_proxies only), 'always' or 'never'.",
                                _one_of("auto", "always", "never")),
         "ip_max_failures": Field(int, 30, "Failed logins allowed per client IP per window "
                                  "before it is throttled (503 + Retry-After).", _range(1, 100000)),
@@ -184,6 +226,11 @@ SCHEMA: Schema = {
         "ip_max_failures": Field(int, 20, "Unknown share tokens tried per client IP per window "
                                  "before it is throttled.", _range(1, 100000)),
         "ip_window_minutes": Field(int, 15, "Window of that throttle.", _range(1, 1440)),
+        "landing_fields": Field(list, ["study_date", "instance_count"], "What a share link's "
+                                "page shows before View (no patient data): among "
+                                "'study_date', 'instance_count', 'study_description' (may "
+                                "hold patient details), 'modalities'.",
+                                _subset_of(*LANDING_FIELDS, empty=True)),
     },
     "audit": {
         "retention_days": Field(int, 2190, "Audit rows older than this are pruned (six years); "
@@ -225,12 +272,18 @@ SCHEMA: Schema = {
         "username": Field(str, "", "SMB user."),
         "password": Field(str, "", "SMB password; orthanc.json takes it from "
                           "ORTHANC_NAS_SMB_PASSWORD. Never logged nor returned."),
-        "path": Field(str, "", "Folder inside the share (smb) or the local folder (local)."),
+        "path": Field(str, "", "Folder inside the share (smb) or the local folder (local): an "
+                      "absolute path inside one of local_roots."),
+        "local_roots": Field(list, [], "Folders a local NAS may use (absolute paths; symlinks "
+                             "resolved): nas.path must be one of them or inside one. Only "
+                             "orthanc.json sets this; the API cannot change it.",
+                             _absolute_folders),
         "layout": Field(str, "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/"
                         "{SOPInstanceUID}.dcm", "Path of each instance on the NAS; fields: "
                         "PatientID, PatientName, StudyInstanceUID, SeriesInstanceUID, "
                         "SOPInstanceUID, StudyDate, Modality, AccessionNumber, "
-                        "StudyDescription, SeriesNumber, InstanceNumber (values sanitized).",
+                        "StudyDescription, SeriesNumber, InstanceNumber (values sanitized); "
+                        "file names always end in .dcm.",
                         _layout),
         "encrypt": Field(bool, False, "Require SMB 3 encryption."),
         "require_signing": Field(bool, True, "Require SMB signing."),
@@ -331,8 +384,21 @@ def check_nas(nas: dict[str, Any], path: str) -> None:
             if not nas[key]:
                 raise ConfigError(f"{path}.{key}",
                                   f"a non-empty string when nas.type is {nas['type']!r}")
+    check_local_path(nas, path)
     if nas["retry_max_seconds"] < nas["retry_base_seconds"]:
         raise ConfigError(f"{path}.retry_max_seconds", "at least retry_base_seconds")
+
+
+def check_local_path(nas: dict[str, Any], path: str) -> None:
+    """A local NAS folder must be inside a root listed in orthanc.json (nas.local_roots)."""
+    if nas["type"] != "local" or not nas["path"]:
+        return
+    if not nas["local_roots"]:
+        raise ConfigError(f"{path}.path", "a local folder needs nas.local_roots in orthanc.json "
+                          "(the folders the NAS may use); none is listed")
+    if not within(nas["path"], nas["local_roots"]):
+        raise ConfigError(f"{path}.path", "an absolute folder inside one of nas.local_roots ("
+                          + ", ".join(nas["local_roots"]) + "), symlinks resolved")
 
 
 def documented_keys(schema: Schema = SCHEMA, prefix: str = "") -> dict[str, Field]:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import jsonbound
 
@@ -47,6 +48,43 @@ def client_ip(peer: str, forwarded_for: str, trusted: Networks) -> str:
     return address
 
 
+def client_scheme(peer: str, forwarded_proto: str, trusted: Networks, https_listener: bool
+                  ) -> str:
+    """How the client reached us: https when Orthanc itself serves TLS, else what a trusted
+    proxy says in X-Forwarded-Proto (its right-most entry); the header of anyone else is the
+    client's own word and counts for nothing."""
+    if https_listener:
+        return "https"
+    if not trusted or not forwarded_proto:
+        return "http"
+    try:
+        ip = ipaddress.ip_address(peer)
+    except ValueError:
+        return "http"
+    if not any(ip in network for network in trusted):
+        return "http"
+    return "https" if forwarded_proto.split(",")[-1].strip().lower() == "https" else "http"
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, lower-cased, default port dropped (as
+    browsers send Origin); None when it is not one."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+        return None
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    shown = f":{port}" if port is not None and port != DEFAULT_PORTS[parts.scheme] else ""
+    return f"{parts.scheme}://{host}{shown}"
+
+
 @dataclass(frozen=True)
 class Request:
     """An HTTP request as the plugin sees it (header names lower-cased)."""
@@ -71,7 +109,12 @@ class Request:
 
     @property
     def is_https(self) -> bool:
+        """Set by App from what it trusts (see client_scheme), never the client's own word."""
         return self.headers.get("x-forwarded-proto", "").lower() == "https"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.is_https else "http"
 
 
 @dataclass

@@ -270,7 +270,7 @@ def test_the_trail_reaches_a_syslog_collector_and_an_outage_loses_nothing(
         assert event_id is not None and event_id.get("csd-code") == "110114"
         source = logins[0].find("AuditSourceIdentification")
         assert source is not None and source.get("AuditSourceID") == "clinic-pacs"
-        wait_until(lambda: orthanc.client().get("/api/health").json()["checks"][
+        wait_until(lambda: admin.get("/api/health").json()["checks"][
             "audit_forwarding"]["pending"] == 0, 30, "the queue to be empty")
     finally:
         orthanc.stop()

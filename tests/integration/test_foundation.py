@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dicom_factory import write_series
-from harness import Client, OrthancServer, storescu, wait_until
+from harness import Client, OrthancServer, make_user, storescu, wait_until
 from orthanc_nas.schema import MIGRATIONS
 
 
-def test_health_is_public_and_reports_every_check(orthanc: OrthancServer) -> None:
-    r = orthanc.client().get("/api/health")
+def test_health_details_are_for_admins_only(orthanc: OrthancServer, admin: Client) -> None:
+    """Issue 11: anonymous callers saw versions and the gate's counters (traffic measurable
+    from outside). Anyone but an admin gets the status and each check's ok flag only."""
+    checks = {"database", "two_factor", "nas", "audit_forwarding", "gate"}
+    r = admin.get("/api/health")
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
     assert body["orthanc_version"] == "1.10.1"
     assert body["plugin_version"]
-    assert set(body["checks"]) == {"database", "two_factor", "nas", "audit_forwarding", "gate"}
+    assert set(body["checks"]) == checks
     assert body["checks"]["database"]["schema_version"] == max(MIGRATIONS)
+    assert "allowed_from_memory" in body["checks"]["gate"]
     assert "PatientID" not in r.text
+    viewer = make_user(admin, "health-viewer", "viewer")[0]
+    for caller in (orthanc.client(), viewer):
+        r = caller.get("/api/health")
+        assert r.status_code == 200
+        assert r.json() == {"status": "ok", "failing": [],
+                            "checks": {name: {"ok": True} for name in checks}}
+        assert "version" not in r.text and "1.10.1" not in r.text
 
 
 def test_health_names_the_failing_check(workdir: Path) -> None:
@@ -79,7 +91,7 @@ def test_migrations_upgrade_an_existing_database_and_keep_its_data(workdir: Path
     server.start()
     try:
         health = server.client().get("/api/health").json()
-        assert health["checks"]["database"]["schema_version"] == max(MIGRATIONS)
+        assert health["checks"]["database"] == {"ok": True}  # the version: read below
     finally:
         server.stop()
     conn = sqlite3.connect(db)
@@ -123,3 +135,16 @@ def test_cstore_from_an_undeclared_modality_is_refused(orthanc: OrthancServer, a
     assert result.returncode != 0 or "Refused" in result.stderr + result.stdout
     found = admin.post("/tools/find", {"Level": "Patient", "Query": {"PatientID": "INTRUDER"}})
     assert found.json() == []
+
+
+def echo(server: OrthancServer, called: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/usr/bin/echoscu", "-aet", "ANYONE", "-aec", called, "127.0.0.1",
+                           str(server.dicom_port)], capture_output=True, text=True, timeout=60)
+
+
+def test_only_our_called_ae_title_is_answered(orthanc: OrthancServer) -> None:
+    """Issue 11: with DicomCheckCalledAet off, C-ECHO answered for any called AE title."""
+    assert echo(orthanc, "ORTHANC").returncode == 0
+    refused = echo(orthanc, "NOT-ORTHANC")
+    assert refused.returncode != 0
+    assert "Called AE Title Not Recognized" in refused.stderr + refused.stdout

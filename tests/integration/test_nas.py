@@ -104,7 +104,7 @@ def test_cstore_and_upload_are_mirrored_byte_identical(
     s = status(admin)
     assert s["connected"] is True and s["mirrored_bytes"] > 0
     assert s["free_bytes"] and s["total_bytes"] >= s["free_bytes"]
-    health = server.client().get("/api/health").json()
+    health = admin.get("/api/health").json()  # details are for admins
     assert health["checks"]["nas"]["connected"] is True
 
     def series_rows() -> list[dict[str, Any]]:  # written at the end of the worker's pass
@@ -338,7 +338,8 @@ def test_hostile_patient_ids_stay_inside_the_root(nas_orthanc: tuple[OrthancServ
 def test_local_folder_backend_and_backfill(tmp_path: Path) -> None:
     folder = tmp_path / "mounted-share"
     folder.mkdir()
-    server = OrthancServer(tmp_path / "o", FAST).start()  # mirroring off at first
+    server = OrthancServer(tmp_path / "o", deep_merge(FAST, {"OrthancNAS": {"nas": {
+        "local_roots": [str(tmp_path)]}}})).start()  # mirroring off at first
     try:
         admin = server.client()
         account = admin_account()

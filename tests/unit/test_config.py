@@ -159,6 +159,24 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "OrthancNAS.nas.username", "a non-empty string when nas.type is 'smb'"),
     ("local without path", {"nas": {"enabled": True, "type": "local"}},
      "OrthancNAS.nas.path", "a non-empty string when nas.type is 'local'"),
+    ("local path without roots", {"nas": {"type": "local", "path": "/srv/nas"}},
+     "OrthancNAS.nas.path", "needs nas.local_roots"),
+    ("local path outside its roots", {"nas": {"type": "local", "path": "/",
+                                              "local_roots": ["/srv/nas"]}},
+     "OrthancNAS.nas.path", "inside one of nas.local_roots"),
+    ("local path relative", {"nas": {"type": "local", "path": "../",
+                                     "local_roots": ["/srv/nas"]}},
+     "OrthancNAS.nas.path", "an absolute folder inside"),
+    ("local root relative", {"nas": {"local_roots": ["nas"]}}, "OrthancNAS.nas.local_roots",
+     "absolute folder paths"),
+    ("public_url with a path only", {"public_url": "pacs.example"}, "OrthancNAS.public_url",
+     "an http(s) URL"),
+    ("public_url javascript", {"public_url": "javascript:alert(1)"}, "OrthancNAS.public_url",
+     "an http(s) URL"),
+    ("allowed host with a scheme", {"allowed_hosts": ["https://pacs"]},
+     "OrthancNAS.allowed_hosts", "without scheme or port"),
+    ("landing field unknown", {"shares": {"landing_fields": ["patient_name"]}},
+     "OrthancNAS.shares.landing_fields", "among 'study_date'"),
     ("pin_min_length above its range", {"auth": {"pin_min_length": 65,
                                                   "pin_max_length": 64}},
      "OrthancNAS.auth.pin_min_length", "a number from 8 to 64"),
@@ -193,7 +211,8 @@ def test_nas_disabled_needs_nothing_and_complete_nas_is_accepted() -> None:
                         "username": "orthanc"}})
     assert smb.get("nas.host") == "nas"
     assert smb.get("nas.port") == 445
-    assert load({"nas": {"enabled": True, "path": "/mnt/nas"}}).get("nas.path") == "/mnt/nas"
+    local = {"enabled": True, "path": "/mnt/nas/pacs", "local_roots": ["/mnt/nas"]}
+    assert load({"nas": local}).get("nas.path") == "/mnt/nas/pacs"
 
 
 def test_pin_length_bounds_meet_at_64() -> None:

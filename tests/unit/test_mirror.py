@@ -255,7 +255,7 @@ def test_recorded_instance_lands_at_its_path_through_a_temporary_name(env: Env) 
 def test_end_to_end_on_a_local_folder(tmp_path: Path) -> None:
     root = tmp_path / "nas"
     template = "{Modality}/{PatientName}/{SOPInstanceUID}.dcm"
-    env = make_env(tmp_path, LocalStorage(str(root)), layout=template)
+    env = make_env(tmp_path, LocalStorage(str(root), [str(tmp_path)]), layout=template)
     data, ds = dicom(patient_name="Doe^John")
     env.record("inst-1", data)
 
@@ -766,7 +766,8 @@ def test_dicom_values_and_make_storage(tmp_path: Path) -> None:
     assert set(values) == set(layout.FIELDS)
     assert values["PatientName"] == "Doe^Jane" and values["SeriesNumber"] == ""
     assert values["SOPInstanceUID"] == ds.SOPInstanceUID
-    storage = make_storage({**nas_settings(tmp_path), "type": "local", "path": str(tmp_path)})
+    storage = make_storage({**nas_settings(tmp_path), "type": "local", "path": str(tmp_path),
+                            "local_roots": [str(tmp_path)]})
     assert isinstance(storage, LocalStorage) and storage.root == tmp_path
 
 
@@ -801,7 +802,7 @@ def test_commands_returns_complete_lines_only() -> None:
 
 
 def test_local_rename_that_must_not_replace(tmp_path: Path) -> None:
-    storage = LocalStorage(str(tmp_path))
+    storage = LocalStorage(str(tmp_path), [str(tmp_path)])
     storage.write("a/.x.part", b"new")
     storage.write("a/x.dcm", b"old")
     with pytest.raises(TargetExists):
@@ -812,7 +813,7 @@ def test_local_rename_that_must_not_replace(tmp_path: Path) -> None:
 
 
 def test_local_write_never_follows_a_planted_link(tmp_path: Path) -> None:
-    storage = LocalStorage(str(tmp_path))
+    storage = LocalStorage(str(tmp_path), [str(tmp_path)])
     storage.write("b/victim.dcm", b"victim")
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / ".x.part").symlink_to(tmp_path / "b" / "victim.dcm")

@@ -117,6 +117,7 @@ def register(router: Router, app: App) -> None:
 
     def share(request: Request, resource_id: str) -> Response:
         principal, resource = visible(request, resource_id, write=True)
+        base = app.base_url(request)  # before anything is created: 409 if links cannot point
         data = json_body(request, app.max_body)
         limits = app.cfg.section("shares")
         hours = field_of(data, "expires_in_hours", int, required=False,
@@ -137,7 +138,7 @@ def register(router: Router, app: App) -> None:
             level=resource.level, resource_id=resource.id, study_id=resource.study_id,
             user_id=principal.user.id, actor=principal.name, ip=request.ip,
             expires_in_hours=hours, max_views=views, pin=pin or None, allow_download=download)
-        return json_response({**created.public(), "url": f"{app.base_url(request)}/s/{token}"})
+        return json_response({**created.public(), "url": f"{base}/s/{token}"})
 
     def get_ae_owners(request: Request) -> Response:
         app.require_admin(request)

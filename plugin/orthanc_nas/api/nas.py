@@ -62,7 +62,14 @@ def register(router: Router, app: App) -> None:
             path = str(clean_relative(raw)) if raw.strip("/") else ""
         except OutsideRoot as exc:
             raise ApiError(400, "path must stay inside the share root", field="path") from exc
-        result = mirror.run_cli(["browse", path], mirror.effective())
+        nas = mirror.effective()
+        if not (nas["host"] and nas["share"] if nas["type"] == "smb" else nas["path"]):
+            # never the folder Orthanc runs in (an empty local path is the working directory)
+            raise ApiError(409, "the NAS is not configured: set its folder or SMB share in the "
+                           "NAS settings first", configured=False)
+        result = mirror.run_cli(["browse", path], nas)
+        if result.get("outside"):  # a link inside the folder that points out of it
+            raise ApiError(400, "path must stay inside the share root", field="path")
         if not result.get("ok"):
             raise ApiError(503, result.get("error", "the NAS did not answer"))
         return json_response(result)

@@ -66,16 +66,30 @@ def register(router: Router, app: App) -> None:
             raise gone(exc) from exc
 
     def summary(share: Share) -> dict[str, Any]:
-        """What the landing page shows: no patient name or id before an explicit View."""
+        """What the landing page shows: no patient name or id before an explicit View, and of
+        the study only the fields shares.landing_fields lists (a description can name the
+        patient or a diagnosis: only when an admin chose to show it)."""
         try:
             study = app.orthanc.get(f"/studies/{share.study_id}")
         except OrthancError as exc:
             raise ApiError(410, "the shared images were deleted") from exc
         tags = study.get("MainDicomTags", {})
-        return {"level": share.level, "study_date": tags.get("StudyDate", ""),
-                "description": tags.get("StudyDescription", ""),
-                "instances": len(app.catalog.instances_of(share.resource)),
-                "expires_at": share.expires_at, "views_left": share.max_views - share.views,
+        fields = app.cfg.get("shares.landing_fields")
+        shown: dict[str, Any] = {}
+        if "study_date" in fields:
+            shown["study_date"] = tags.get("StudyDate", "")
+        if "instance_count" in fields:
+            shown["instance_count"] = len(app.catalog.instances_of(share.resource))
+        if "study_description" in fields:
+            shown["study_description"] = tags.get("StudyDescription", "")
+        if "modalities" in fields:
+            try:
+                series = app.catalog.detail_of(share.resource)["series"]
+            except NotVisible as exc:
+                raise ApiError(410, "the shared images were deleted") from exc
+            shown["modalities"] = sorted({s["tags"].get("Modality", "") for s in series} - {""})
+        return {"level": share.level, **shown, "expires_at": share.expires_at,
+                "views_left": share.max_views - share.views,
                 "pin_required": share.has_pin, "allow_download": share.allow_download}
 
     def landing_json(request: Request, token: str) -> Response:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..clock import Clock
 from ..db import Database
-from ..web import Request
+from ..web import Request, origin_of
 from .policy import PENDING_ROUTES, PUBLIC_ROUTES, RESTRICTED_ROUTES, Policy, body_allowance
 from .sessions import PENDING_COOKIE, SESSION_COOKIE, TOUCH_INTERVAL, Sessions
 from .tokens import Tokens
@@ -39,17 +38,19 @@ class Principal:
 
 
 def same_origin(request: Request, public_origin: str | None) -> bool:
-    """True when a state-changing request comes from our own pages (CSRF defence)."""
+    """True when a state-changing request comes from our own pages (CSRF defence): its
+    Origin (else Referer) is ``public_origin`` exactly (scheme, host and port) when one is
+    configured, else the request's own scheme and Host."""
     headers = request.headers
     if headers.get("sec-fetch-site", "") == "cross-site":
         return False
     source = headers.get("origin") or headers.get("referer")
-    if not source or source == "null":
+    origin = origin_of(source) if source and source != "null" else None
+    if origin is None:
         return False
-    origin = urlsplit(source)
-    if public_origin and f"{origin.scheme}://{origin.netloc}" == public_origin:
-        return True
-    return origin.netloc.lower() == headers.get("host", "").lower()
+    if public_origin:
+        return origin == public_origin
+    return origin == origin_of(f"{request.scheme}://{headers.get('host', '')}")
 
 
 # A credential's caller is re-read from the database at least this often (seconds), and at

@@ -20,6 +20,7 @@ from .spooler import Spooler
 from .supervisor import Supervisor
 
 SECRET = "password"  # noqa: S105 (the name of the key, not a password)
+FIXED = "local_roots"  # set in orthanc.json only: which host folders a local NAS may use
 CLI_TIMEOUT = 60
 
 
@@ -51,6 +52,7 @@ class MirrorService:
 
     def _override(self) -> dict[str, Any]:
         override = dict(self._settings.get("nas") or {})
+        override.pop(FIXED, None)
         blob = override.pop("password_encrypted", None)
         if blob is not None:
             override[SECRET] = self._keys.decrypt("nas-password", bytes.fromhex(blob),
@@ -75,6 +77,7 @@ class MirrorService:
 
     def update(self, changes: dict[str, Any], actor: str, ip: str) -> dict[str, Any]:
         """Validates and saves run-time settings (``{"reset": true}`` returns to orthanc.json)."""
+        self._refuse_fixed(changes)
         if changes.get("reset") is True:
             override: dict[str, Any] = {}
         else:
@@ -163,9 +166,16 @@ class MirrorService:
     def candidate(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Settings to test before saving them: the effective ones with ``changes`` applied
         (each key checked; the cross-key rules only bind what is saved)."""
+        self._refuse_fixed(changes)
         nas = self._validated({**self.effective(), **changes}, whole=False)
         self._check_server_change(changes)
         return nas
+
+    @staticmethod
+    def _refuse_fixed(changes: dict[str, Any]) -> None:
+        if FIXED in changes:
+            raise NasConfigError(FIXED, "nas.local_roots is set in orthanc.json only: the "
+                                 "folders a local NAS may use cannot be changed at run time")
 
     def _check_server_change(self, changes: dict[str, Any]) -> None:
         """The stored password goes only to the server it was given for: pointing the mirror
@@ -185,6 +195,8 @@ class MirrorService:
             merged = config.validate_section(schema, raw, where)
             if whole:
                 config.check_nas(merged, where)
+            else:  # a test writes a probe file: the folder rule binds it too
+                config.check_local_path(merged, where)
         except config.ConfigError as exc:
             raise NasConfigError(exc.key.rsplit(".", 1)[-1], str(exc)) from exc
         return merged

@@ -51,7 +51,7 @@ class InstanceGone(Exception):
 
 def make_storage(nas: dict[str, Any]) -> Storage:
     if nas["type"] == "local":
-        return LocalStorage(nas["path"])
+        return LocalStorage(nas["path"], nas.get("local_roots") or [])
     from ..nas.smb import SmbStorage  # smbprotocol only where SMB is used
 
     return SmbStorage(host=nas["host"], port=nas["port"], share=nas["share"],

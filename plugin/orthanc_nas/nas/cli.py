@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..mirror.worker import make_storage
-from .storage import StorageError
+from .storage import OutsideRoot, StorageError
 
 
 def probe(nas: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +52,8 @@ def browse(nas: dict[str, Any], path: str) -> dict[str, Any]:
         storage.connect()
         entries = [asdict(e) for e in storage.list(path)]
         return {"ok": True, "path": path, "entries": entries}
+    except OutsideRoot as exc:
+        return {"ok": False, "path": path, "outside": True, "error": str(exc)}
     except (StorageError, OSError) as exc:
         return {"ok": False, "path": path, "error": str(exc)}
     finally:

@@ -2,7 +2,9 @@
 
 No DICOM value can leave the share root or make an invalid SMB/Windows name: separators,
 ``..``, reserved device names, control and forbidden characters, trailing dots and spaces,
-and over-long components are all neutralized.
+and over-long components are all neutralized. Whatever the template says, every file name
+ends in ``.dcm``: a template (set by an admin at run time) cannot make a script or any other
+kind of file on the NAS.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ FIELDS = ("PatientID", "PatientName", "StudyInstanceUID", "SeriesInstanceUID", "
 DEFAULT_TEMPLATE = "{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
 MAX_VALUE = 64  # bytes of one DICOM value in a name
 MAX_COMPONENT = 255  # bytes of one path component (NTFS, ext4 and SMB limits)
+EXTENSION = ".dcm"
 _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 _RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?", re.IGNORECASE)
 
@@ -55,10 +58,14 @@ def sanitize(value: str, limit: int = MAX_COMPONENT) -> str:
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
-    """The relative path (``/``-separated) of an instance; every component is sanitized."""
+    """The relative path (``/``-separated) of an instance; every component is sanitized and
+    the file name ends in ``.dcm`` (appended when the template gives another ending)."""
     parts = []
     for literal_part in template.split("/"):
         filled = literal_part.format_map(
             {f: sanitize(str(values.get(f) or ""), MAX_VALUE) for f in FIELDS})
         parts.append(sanitize(filled))
+    name = parts[-1]
+    if not name.endswith(EXTENSION):
+        parts[-1] = sanitize(name, MAX_COMPONENT - len(EXTENSION)) + EXTENSION
     return "/".join(parts)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from stat import S_ISDIR
 from typing import Protocol
 
 
@@ -83,20 +85,46 @@ def clean_relative(path: str) -> PurePosixPath:
     return rel
 
 
-class LocalStorage:
-    """A folder: a mounted share, or the development fallback."""
+def within(path: str, roots: Sequence[str]) -> bool:
+    """Whether the absolute folder ``path``, symlinks resolved, is one of ``roots`` (symlinks
+    resolved too) or inside one: the only folders a local NAS may write to (issue 11)."""
+    if not path or not os.path.isabs(path) or "\x00" in path:
+        return False
+    real = os.path.realpath(path)
+    for root in roots:
+        if root and os.path.isabs(root) and "\x00" not in root:
+            real_root = os.path.realpath(root)
+            if os.path.commonpath([real_root, real]) == real_root:
+                return True
+    return False
 
-    def __init__(self, root: str) -> None:
+
+class LocalStorage:
+    """A folder (a mounted share) inside one of the roots orthanc.json allows; checked at
+    every operation, so a symlink swapped in after the settings were saved is caught too."""
+
+    def __init__(self, root: str, allowed_roots: Sequence[str]) -> None:
         self.root = Path(root)
+        self._raw_root = root
+        self._allowed = tuple(allowed_roots)
+
+    def _real_root(self) -> str:
+        if not self._raw_root:
+            raise ConnectionFailed("connect", "no local folder is configured")
+        if not within(self._raw_root, self._allowed):
+            raise ConnectionFailed("connect", f"folder {self._raw_root} is not inside a folder "
+                                   "listed in nas.local_roots of orthanc.json")
+        return os.path.realpath(self.root)
 
     def _abs(self, path: str) -> Path:
+        real_root = self._real_root()
         full = self.root / clean_relative(path)
-        real_root = os.path.realpath(self.root)
         if os.path.commonpath([real_root, os.path.realpath(full)]) != real_root:
             raise OutsideRoot("path", f"{path!r} resolves outside the root")
         return full
 
     def connect(self) -> None:
+        self._real_root()
         if not self.root.is_dir():
             raise ConnectionFailed("connect", f"folder {self.root} does not exist")
 
@@ -138,11 +166,12 @@ class LocalStorage:
         full = self._abs(path)
         out = []
         for child in sorted(full.iterdir()):
-            st = child.stat()
-            out.append(Entry(child.name, child.is_dir(), st.st_size, st.st_mtime))
+            st = child.lstat()  # a link is listed as itself: nothing of where it points
+            out.append(Entry(child.name, S_ISDIR(st.st_mode), st.st_size, st.st_mtime))
         return out
 
     def space(self) -> Space:
+        self._real_root()
         usage = shutil.disk_usage(self.root)
         return Space(usage.total, usage.free)
 

@@ -264,7 +264,9 @@
     fill('browse-table', [], 'Loading…');
     let answer;
     try { answer = await api('POST', '/api/nas/browse', { path: path }); } catch (err) {
-      if (seq === browseSeq) { fill('browse-table', [], 'Cannot list this folder.'); UI.fail('browse-error', err); }
+      if (seq !== browseSeq) return;
+      if (err.status === 409) { fill('browse-table', [], 'The NAS is not configured: set its folder or SMB share above.'); return; }
+      fill('browse-table', [], 'Cannot list this folder.'); UI.fail('browse-error', err);
       return;
     }
     if (seq !== browseSeq) return;  // a later click won

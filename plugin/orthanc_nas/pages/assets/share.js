@@ -31,9 +31,14 @@
     }
     $('share-loading').hidden = true;
     set('info-level', LEVELS[info.level] || info.level);
-    set('info-date', date(info.study_date));
-    set('info-description', info.description);
-    set('info-instances', info.instances);
+    // Only what the server sent (shares.landing_fields): each row appears when its field does.
+    const shown = { study_date: date(info.study_date), study_description: info.study_description,
+      modalities: Array.isArray(info.modalities) ? info.modalities.join(', ') : '', instance_count: info.instance_count };
+    Object.keys(shown).forEach(function (key) {
+      if (!(key in info)) return;
+      set('info-' + key, shown[key]);
+      $('row-' + key).hidden = false;
+    });
     set('info-expires', UI.time(info.expires_at));
     set('info-views', info.views_left);
     set('explain-views', info.views_left);
