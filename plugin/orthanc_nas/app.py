@@ -107,7 +107,7 @@ class App:
         self.sessions = Sessions(db, keys, clock, idle_seconds=auth["session_idle_minutes"] * 60,
                                  absolute_seconds=auth["session_absolute_hours"] * 3600,
                                  pending_seconds=auth["pending_login_minutes"] * 60)
-        self.tokens = Tokens(db, keys, clock)
+        self.tokens = Tokens(db, keys, clock, max_days=auth["token_max_days"])
         public_url = cfg.get("public_url")
         self.public_origin = (f"{urlsplit(public_url).scheme}://{urlsplit(public_url).netloc}"
                               if public_url else None)
@@ -118,7 +118,8 @@ class App:
                             window_seconds=auth["ip_window_minutes"] * 60)
         self.auth = AuthService(db, self.users, self.sessions, keys, PinHasher(auth["bcrypt_cost"]),
                                 self.lockout, throttle, self.audit, clock, self.two_factor,
-                                {"min": auth["pin_min_length"], "max": auth["pin_max_length"]})
+                                {"min": auth["pin_min_length"], "max": auth["pin_max_length"],
+                                 "score": auth["pin_min_score"]})
         data_dir = self.data_dir = Path(cfg.get("data_dir")).resolve()
         self.mirror = MirrorService(cfg, db, self.settings, keys,
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
@@ -191,9 +192,11 @@ class App:
         return {**self.cfg.section("two_factor"), **override}
 
     def lockout(self) -> Lockout:
-        tf = self.two_factor()
+        tf, auth = self.two_factor(), self.cfg.section("auth")
         return Lockout(self.db, self.clock, max_failures=tf["max_failed_attempts"],
-                       duration_seconds=tf["lockout_duration_minutes"] * 60)
+                       duration_seconds=tf["lockout_duration_minutes"] * 60,
+                       account_max=auth["account_max_failures"],
+                       account_window_seconds=auth["account_failure_window_hours"] * 3600)
 
     # ---- entry points used by the adapter -------------------------------------------------
 
@@ -228,7 +231,8 @@ class App:
         except ApiError as err:
             response = error_response(err)
         except AuthFailed as err:
-            response = error_response(ApiError(err.status, err.message))
+            extra = {"field": err.field} if err.field else {}
+            response = error_response(ApiError(err.status, err.message, **extra))
         except PinRejected as err:
             response = error_response(ApiError(400, str(err), field="pin"))
         except Exception as exc:  # a bug: say so without a stack trace or data
@@ -318,6 +322,7 @@ class App:
             self._last_prune = now
             removed = self.audit.prune(now - audit_cfg["retention_days"] * 86400, "system")
             self.access.prune()
+            self.lockout().prune()
             if removed:
                 self.log.warning(f"OrthancNAS: pruned {removed} audit rows past retention")
 
