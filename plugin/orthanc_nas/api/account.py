@@ -108,7 +108,9 @@ def register(router: Router, app: App) -> None:
 
     def list_tokens(request: Request) -> Response:
         principal = app.principal(request)
-        return json_response({"tokens": app.tokens.list_for(principal.user.id)})
+        return json_response({"tokens": app.tokens.list_for(principal.user.id),
+                              "default_days": app.cfg.get("auth.token_default_days"),
+                              "max_days": app.cfg.get("auth.token_max_days")})
 
     def create_token(request: Request) -> Response:
         principal = app.principal(request)
