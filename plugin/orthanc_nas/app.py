@@ -118,7 +118,7 @@ class App:
         self.sessions = Sessions(db, keys, clock, idle_seconds=auth["session_idle_minutes"] * 60,
                                  absolute_seconds=auth["session_absolute_hours"] * 3600,
                                  pending_seconds=auth["pending_login_minutes"] * 60)
-        self.tokens = Tokens(db, keys, clock)
+        self.tokens = Tokens(db, keys, clock, max_days=auth["token_max_days"])
         self.public_origin = origin_of(cfg.get("public_url")) if cfg.get("public_url") else None
         self.backend = AuthBackend(self.users, self.sessions, self.tokens,
                                    Policy(cfg.get("access_policy")), self.two_factor,
@@ -127,7 +127,8 @@ class App:
                             window_seconds=auth["ip_window_minutes"] * 60)
         self.auth = AuthService(db, self.users, self.sessions, keys, PinHasher(auth["bcrypt_cost"]),
                                 self.lockout, throttle, self.audit, clock, self.two_factor,
-                                {"min": auth["pin_min_length"], "max": auth["pin_max_length"]})
+                                {"min": auth["pin_min_length"], "max": auth["pin_max_length"],
+                                 "score": auth["pin_min_score"]})
         data_dir = self.data_dir = Path(cfg.get("data_dir")).resolve()
         self.mirror = MirrorService(cfg, db, self.settings, keys,
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
@@ -201,9 +202,11 @@ class App:
         return {**self.cfg.section("two_factor"), **override}
 
     def lockout(self) -> Lockout:
-        tf = self.two_factor()
+        tf, auth = self.two_factor(), self.cfg.section("auth")
         return Lockout(self.db, self.clock, max_failures=tf["max_failed_attempts"],
-                       duration_seconds=tf["lockout_duration_minutes"] * 60)
+                       duration_seconds=tf["lockout_duration_minutes"] * 60,
+                       account_max=auth["account_max_failures"],
+                       account_window_seconds=auth["account_failure_window_hours"] * 3600)
 
     # ---- entry points used by the adapter -------------------------------------------------
 
@@ -250,7 +253,8 @@ class App:
         except ApiError as err:
             response = error_response(err)
         except AuthFailed as err:
-            response = error_response(ApiError(err.status, err.message))
+            extra = {"field": err.field} if err.field else {}
+            response = error_response(ApiError(err.status, err.message, **extra))
         except PinRejected as err:
             response = error_response(ApiError(400, str(err), field="pin"))
         except Exception as exc:  # a bug: say so without a stack trace or data
@@ -350,6 +354,7 @@ class App:
             self._last_prune = now
             removed = self.audit.prune(now - audit_cfg["retention_days"] * 86400, "system")
             self.access.prune()
+            self.lockout().prune()
             if removed:
                 self.log.warning(f"OrthancNAS: pruned {removed} audit rows past retention")
 

@@ -175,6 +175,9 @@ SCHEMA: Schema = {
     "auth": {
         "pin_min_length": Field(int, 10, "Minimum PIN length (floor 8).", _range(8, 64)),
         "pin_max_length": Field(int, 128, "Maximum PIN length.", _range(64, 1024)),
+        "pin_min_score": Field(int, 3, "Least zxcvbn strength score (0 to 4) of a new PIN; 3 "
+                               "means about 10^8 guesses or more. 0 turns the estimate off.",
+                               _range(0, 4)),
         "bcrypt_cost": Field(int, 12, "bcrypt work factor for PINs.", _range(4, 16)),
         "session_idle_minutes": Field(int, 30, "Idle timeout of a session.", _range(1, 1440)),
         "session_absolute_hours": Field(int, 12, "Absolute lifetime of a session.",
@@ -188,8 +191,19 @@ SCHEMA: Schema = {
         "ip_max_failures": Field(int, 30, "Failed logins allowed per client IP per window "
                                  "before it is throttled (503 + Retry-After).", _range(1, 100000)),
         "ip_window_minutes": Field(int, 15, "Window of the per-IP throttle.", _range(1, 1440)),
-        "token_max_days": Field(int, 365, "Longest lifetime of a personal API token.",
-                                _range(1, 3650)),
+        "token_default_days": Field(int, 90, "Lifetime of a personal API token created "
+                                    "without expires_in_days.", _range(1, 3650)),
+        "token_max_days": Field(int, 365, "Longest lifetime of a personal API token, also for "
+                                "tokens stored before lifetimes were capped (counted from "
+                                "their creation).", _range(1, 3650)),
+        "account_max_failures": Field(int, 100, "Failed PIN or code checks on one account, "
+                                      "from all addresses together, within "
+                                      "account_failure_window_hours, after which it stays "
+                                      "locked until an admin or the command line unlocks it.",
+                                      _range(10, 100000)),
+        "account_failure_window_hours": Field(int, 24, "Window of that account-wide count "
+                                              "(a successful login also resets it).",
+                                              _range(1, 8760)),
         "max_body_bytes": Field(int, 65536, "Largest JSON body accepted by the plugin's API.",
                                 _range(1024, 10485760)),
         "trusted_proxies": Field(list, [], "Addresses or networks of reverse proxies (e.g. "
@@ -207,9 +221,11 @@ SCHEMA: Schema = {
         "totp_issuer": Field(str, "Orthanc NAS", "Issuer shown in authenticator apps.",
                              _non_empty),
         "backup_codes_count": Field(int, 10, "Backup codes per set.", _range(4, 20)),
-        "max_failed_attempts": Field(int, 5, "Failures (PIN or second factor) before lockout.",
-                                     _range(1, 100)),
-        "lockout_duration_minutes": Field(int, 15, "Lockout duration.", _range(1, 1440)),
+        "max_failed_attempts": Field(int, 5, "Consecutive failures (PIN or second factor) on "
+                                     "one account from one client address before that "
+                                     "address is locked out of that account.", _range(1, 100)),
+        "lockout_duration_minutes": Field(int, 15, "Duration of that lockout.",
+                                          _range(1, 1440)),
     },
     "shares": {
         "default_expiry_hours": Field(int, 72, "Lifetime of a share link when none is asked.",
@@ -373,6 +389,8 @@ def load(orthanc_config: Mapping[str, Any]) -> Config:
     auth = values["auth"]
     if auth["pin_max_length"] < auth["pin_min_length"]:
         raise ConfigError(f"{SECTION}.auth.pin_max_length", "at least auth.pin_min_length")
+    if auth["token_default_days"] > auth["token_max_days"]:
+        raise ConfigError(f"{SECTION}.auth.token_default_days", "at most auth.token_max_days")
     return Config(values)
 
 

@@ -240,3 +240,19 @@ MIGRATIONS[9] = [
     ) WITHOUT ROWID""",
     "CREATE INDEX audit_access_seen_at ON audit_access_seen(seen_at)",
 ]
+MIGRATIONS[10] = [
+    # Lockout per (account, source) (NIST SP 800-63B 5.2.2): someone elsewhere can no longer
+    # lock a user out. users.failed_count becomes the account-wide count since failures_since;
+    # locked_out is set when it reaches the ceiling (only an admin or the CLI lifts it).
+    """CREATE TABLE login_failures (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        failed_count INTEGER NOT NULL DEFAULT 0,
+        locked_until REAL NOT NULL DEFAULT 0,
+        last_failure_at REAL NOT NULL,
+        PRIMARY KEY (user_id, source)
+    ) WITHOUT ROWID""",
+    "ALTER TABLE users ADD COLUMN failures_since REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE users ADD COLUMN locked_out INTEGER NOT NULL DEFAULT 0",
+    "UPDATE users SET failed_count = 0",
+]

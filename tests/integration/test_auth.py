@@ -207,7 +207,7 @@ def test_disable_role_change_and_pin_reset_apply_on_the_next_request(
 def test_changing_the_pin_ends_other_sessions(orthanc: OrthancServer,
                                               radiologist: tuple[Client, Account]) -> None:
     client, account = radiologist
-    token = client.post("/api/tokens", {"name": "script"}).json()["token"]
+    token = client.post("/api/tokens", {"name": "script", "pin": account.pin}).json()["token"]
     r = client.put("/api/profile", {"current_pin": account.pin, "new_pin": "Another-Secret-77"})
     assert r.status_code == 200
     assert client.get("/patients").status_code == 200  # the session that changed it stays
@@ -242,7 +242,8 @@ def test_state_changes_must_come_from_our_origin(orthanc: OrthancServer,
 def test_api_tokens(orthanc: OrthancServer, admin: Client,
                     radiologist: tuple[Client, Account]) -> None:
     client, account = radiologist
-    r = client.post("/api/tokens", {"name": "dicomweb", "expires_in_days": 1})
+    r = client.post("/api/tokens", {"name": "dicomweb", "expires_in_days": 1,
+                                    "pin": account.pin})
     assert r.status_code == 200
     token, token_id = r.json()["token"], r.json()["id"]
     assert len(token) >= 40
@@ -262,7 +263,7 @@ def test_api_tokens(orthanc: OrthancServer, admin: Client,
     orthanc.advance_clock(86400 + 1)
     assert script.get("/patients", headers=bearer).status_code == 403  # expired
     client.login(account)
-    r = client.post("/api/tokens", {"name": "second"})
+    r = client.post("/api/tokens", {"name": "second", "pin": account.pin})
     second = r.json()["token"]
     assert client.delete(f"/api/tokens/{r.json()['id']}").status_code == 200
     assert script.get("/patients", headers={"Authorization": f"Bearer {second}"}

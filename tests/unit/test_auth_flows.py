@@ -296,7 +296,7 @@ def test_bootstrap_admin_is_restricted_until_pin_changed_and_totp_enrolled(env: 
     assert env.app.handle(client.request("GET", "/api/admin/users")).status == 403
     # A weak new PIN is refused, naming the field.
     r = client.put("/api/profile", {"current_pin": ADMIN_PIN, "new_pin": "password123"})
-    assert r.status == 400 and body_of(r)["field"] == "pin"
+    assert r.status == 400 and body_of(r)["field"] == "new_pin"
     r = client.put("/api/profile", {"current_pin": ADMIN_PIN, "new_pin": ADMIN_NEW_PIN})
     assert r.status == 200, r.body
     assert not client.allowed("GET", "/patients")  # TOTP still due
@@ -437,8 +437,9 @@ def test_lockout_after_max_failed_pins_and_its_expiry(env: Env) -> None:
         r = client.login("alice", WRONG_PIN)
         assert (r.status, r.body) == (wrong.status, wrong.body)
     assert ("lockout", "failure", "alice") in events(env.app)
-    user = env.app.users.get(alice.user_id)
-    assert user is not None and user.public(env.clock.now())["locked"] is True
+    listed = {u["username"]: u for u in body_of(admin_client.get("/api/admin/users"))["users"]}
+    assert listed["alice"]["locked"] is True and listed["alice"]["locked_sources"] == 1
+    assert listed["alice"]["locked_out"] is False  # from this address only
     # Locked: the right PIN gets exactly the wrong-PIN answer.
     right = client.login("alice", alice.pin)
     assert (right.status, right.body) == (wrong.status, wrong.body)
@@ -620,7 +621,7 @@ def test_logout_ends_the_session(env: Env) -> None:
 def test_disabling_a_user_takes_effect_on_the_next_request(env: Env) -> None:
     admin_client, _ = admin_ready(env)
     client, alice = make_user(env, admin_client, "alice", "viewer")
-    token = body_of(client.post("/api/tokens", {"name": "ci"}))["token"]
+    token = body_of(client.post("/api/tokens", {"name": "ci", "pin": alice.pin}))["token"]
     bearer = {"authorization": f"Bearer {token}"}
     assert client.allowed("GET", "/patients")
     assert client.allowed("GET", "/patients", headers=bearer, cookies=False)
@@ -635,7 +636,7 @@ def test_disabling_a_user_takes_effect_on_the_next_request(env: Env) -> None:
 def test_changing_a_role_takes_effect_on_the_next_request(env: Env) -> None:
     admin_client, _ = admin_ready(env)
     client, bob = make_user(env, admin_client, "bob", "user")
-    token = body_of(client.post("/api/tokens", {"name": "upload"}))["token"]
+    token = body_of(client.post("/api/tokens", {"name": "upload", "pin": bob.pin}))["token"]
     bearer = {"authorization": f"Bearer {token}"}
     tok = Client(env.app, ip="10.0.0.30")
     assert tok.allowed("POST", "/instances", headers=bearer, cookies=False)
@@ -686,15 +687,17 @@ def test_login_from_a_foreign_origin_is_refused(env: Env) -> None:
 
 
 def test_token_authorizes_with_its_owners_role(env: Env) -> None:
-    admin_client, _ = admin_ready(env)
-    viewer_client, _ = make_user(env, admin_client, "vera", "viewer")
-    r = viewer_client.post("/api/tokens", {"name": "script", "expires_in_days": 7})
+    admin_client, admin = admin_ready(env)
+    viewer_client, vera = make_user(env, admin_client, "vera", "viewer")
+    r = viewer_client.post("/api/tokens", {"name": "script", "expires_in_days": 7,
+                                           "pin": vera.pin})
     assert r.status == 200, r.body
     created = body_of(r)
     assert created["token"].startswith("onat_")
     assert created["expires_at"] == env.clock.now() + 7 * 86400
     vtok = {"authorization": f"Bearer {created['token']}"}
-    admin_token = body_of(admin_client.post("/api/tokens", {"name": "ops"}))["token"]
+    admin_token = body_of(admin_client.post("/api/tokens", {"name": "ops",
+                                                            "pin": admin.pin}))["token"]
     atok = {"authorization": f"Bearer {admin_token}"}
     anon = Client(env.app, ip="10.0.0.40")
     assert not anon.allowed("GET", "/patients")
@@ -724,8 +727,8 @@ def test_token_authorizes_with_its_owners_role(env: Env) -> None:
 
 def test_revoked_token_is_refused(env: Env) -> None:
     admin_client, _ = admin_ready(env)
-    viewer_client, _ = make_user(env, admin_client, "vera", "viewer")
-    created = body_of(viewer_client.post("/api/tokens", {"name": "script"}))
+    viewer_client, vera = make_user(env, admin_client, "vera", "viewer")
+    created = body_of(viewer_client.post("/api/tokens", {"name": "script", "pin": vera.pin}))
     bearer = {"authorization": f"Bearer {created['token']}"}
     anon = Client(env.app, ip="10.0.0.40")
     assert anon.allowed("GET", "/patients", headers=bearer)
@@ -740,8 +743,8 @@ def test_revoked_token_is_refused(env: Env) -> None:
 
 def test_expired_token_is_refused(env: Env) -> None:
     admin_client, _ = admin_ready(env)
-    viewer_client, _ = make_user(env, admin_client, "vera", "viewer")
-    created = body_of(viewer_client.post("/api/tokens", {"name": "short",
+    viewer_client, vera = make_user(env, admin_client, "vera", "viewer")
+    created = body_of(viewer_client.post("/api/tokens", {"name": "short", "pin": vera.pin,
                                                          "expires_in_days": 1}))
     bearer = {"authorization": f"Bearer {created['token']}"}
     anon = Client(env.app, ip="10.0.0.40")
@@ -754,17 +757,17 @@ def test_expired_token_is_refused(env: Env) -> None:
 
 
 def test_token_lifetime_is_bounded(env: Env) -> None:
-    client, _ = admin_ready(env)
+    client, admin = admin_ready(env)
     for days in (0, 366, -1):
-        r = client.post("/api/tokens", {"name": "x", "expires_in_days": days})
+        r = client.post("/api/tokens", {"name": "x", "expires_in_days": days, "pin": admin.pin})
         assert r.status == 400 and body_of(r)["field"] == "expires_in_days"
-    r = client.post("/api/tokens", {"name": "  "})
+    r = client.post("/api/tokens", {"name": "  ", "pin": admin.pin})
     assert r.status == 400 and body_of(r)["field"] == "name"
 
 
 def test_token_is_not_accepted_in_the_query_string(env: Env) -> None:
-    client, _ = admin_ready(env)
-    token = body_of(client.post("/api/tokens", {"name": "ops"}))["token"]
+    client, admin = admin_ready(env)
+    token = body_of(client.post("/api/tokens", {"name": "ops", "pin": admin.pin}))["token"]
     anon = Client(env.app, ip="10.0.0.40")
     for name in ("token", "access_token", "authorization", "api_key"):
         assert not anon.allowed("GET", "/patients", query={name: token})

@@ -50,11 +50,13 @@ def test_defaults_are_filled_in() -> None:
     assert cfg.get("database.backend") == "sqlite"
     assert cfg.get("database.path") == ""
     auth = cfg.section("auth")
-    assert auth == {"pin_min_length": 10, "pin_max_length": 128, "bcrypt_cost": 12,
-                    "session_idle_minutes": 30, "session_absolute_hours": 12,
+    assert auth == {"pin_min_length": 10, "pin_max_length": 128, "pin_min_score": 3,
+                    "bcrypt_cost": 12, "session_idle_minutes": 30, "session_absolute_hours": 12,
                     "pending_login_minutes": 5, "cookie_secure": "auto",
-                    "ip_max_failures": 30, "ip_window_minutes": 15, "token_max_days": 365,
-                    "max_body_bytes": 65536, "trusted_proxies": []}
+                    "ip_max_failures": 30, "ip_window_minutes": 15, "token_default_days": 90,
+                    "token_max_days": 365, "account_max_failures": 100,
+                    "account_failure_window_hours": 24, "max_body_bytes": 65536,
+                    "trusted_proxies": []}
     assert cfg.section("two_factor") == {
         "enabled": True, "required_for_admin": True, "required_for_users": True,
         "required_for_viewers": False, "allowed_methods": ["totp", "backup_codes"],

@@ -19,13 +19,16 @@ def fullwidth(text: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
 
 
-def check(pin: str, username: str = "alice", lo: int = 10, hi: int = 128) -> None:
-    check_new_pin(pin, username=username, min_length=lo, max_length=hi)
+def check(pin: str, username: str = "alice", lo: int = 10, hi: int = 128, score: int = 3,
+          inputs: tuple[str, ...] = ()) -> None:
+    check_new_pin(pin, username=username, min_length=lo, max_length=hi, min_score=score,
+                  user_inputs=inputs)
 
 
-def rejection(pin: str, username: str = "alice", lo: int = 10, hi: int = 128) -> str:
+def rejection(pin: str, username: str = "alice", lo: int = 10, hi: int = 128, score: int = 3,
+              inputs: tuple[str, ...] = ()) -> str:
     with pytest.raises(PinRejected) as info:
-        check(pin, username, lo, hi)
+        check(pin, username, lo, hi, score, inputs)
     return str(info.value)
 
 
@@ -44,18 +47,20 @@ def test_too_short() -> None:
 
 
 def test_too_long() -> None:
-    pin = "Xy7-" * 16  # 64 characters
+    pin = "k7-Harbor-Lupine-Quartz-9041-Meadow-Falcon-Xylo-2286-Tundra-Obel"
+    assert len(pin) == 64
     check(pin, hi=64)
     assert rejection(pin + "q", hi=64) == "the PIN must have at most 64 characters"
 
 
 def test_length_counts_normalized_characters() -> None:
     # 10 fullwidth characters are 10 characters after NFKC; one ligature becomes two letters.
+    # (The strength estimate is another rule: off here.)
     assert len(fullwidth("Blue-har91")) == 10
-    check(fullwidth("Blue-har91"))
+    check(fullwidth("Blue-har91"), score=0)
     assert len("\ufb01shing-71") == 9
-    check("\ufb01shing-71")  # the fi-ligature is two letters: "fishing-71" has 10
-    assert "at least" in rejection("\ufb01shing-7")
+    check("\ufb01shing-71", score=0)  # the fi-ligature is two letters: "fishing-71" has 10
+    assert "at least" in rejection("\ufb01shing-7", score=0)
 
 
 @pytest.mark.parametrize("pin", ["password123", "qwertyuiop", "1212121212"])
@@ -90,10 +95,47 @@ def test_one_or_two_distinct_characters_are_refused(pin: str) -> None:
     assert rejection(pin) == "the PIN must not repeat one or two characters"
 
 
-def test_three_distinct_characters_are_enough() -> None:
+def test_three_distinct_characters_are_enough_for_that_rule() -> None:
     pin = "zqxzqxzqxzqx"
     assert pin not in common_pins()
-    check(pin)
+    check(pin, score=0)
+    assert "too easy to guess" in rejection(pin)  # the strength estimate still refuses it
+
+
+# ---- strength estimate (zxcvbn) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pin", "why"), [
+    ("abcabcabca", 'repeats like "abcabcabc"'),
+    ("Welcome2024!", "similar to a commonly used password"),
+    ("ab ab ab ab", 'repeats like "abcabcabc"'),
+])
+def test_guessable_pins_are_refused_saying_why(pin: str, why: str) -> None:
+    assert pin.lower() not in common_pins()  # the blocklist alone let these through
+    check(pin, score=0)
+    message = rejection(pin)
+    assert message.startswith("this PIN is too easy to guess: ") and why in message
+    assert "Add another word or two" in message  # zxcvbn's advice comes along
+
+
+def test_the_users_own_names_count_as_guessable_words() -> None:
+    pin = "Kowalczyk-2024"
+    check(pin, username="alice")  # a rare surname: strong enough for a stranger
+    assert "too easy to guess" in rejection(pin, username="alice",
+                                            inputs=("Zbigniew Kowalczyk",))  # display name
+    assert "too easy to guess" in rejection(pin, username="alice",
+                                            inputs=("kowalczyk@clinic.example",))  # email
+
+
+@pytest.mark.parametrize("pin", ["Initial-Bootstrap-PIN-2024", "Blue-Harbor-PIN-2024!",
+                                 "Temporary-PIN-4711", "Own-Secret-PIN-0815",
+                                 "Another-Secret-77", "Good-Enough-PIN-1", "7391-kestrel-58"])
+def test_the_pins_the_tests_use_are_strong_enough(pin: str) -> None:
+    check(pin, username="admin")
+
+
+def test_long_pins_are_estimated_on_their_start() -> None:
+    check("k7-Harbor-Lupine-Quartz-9041-" * 4)  # 116 characters: zxcvbn takes 72 at most
 
 
 # ---- hashing ------------------------------------------------------------------------------

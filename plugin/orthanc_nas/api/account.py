@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..auth.pins import PinRejected
 from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
 
 if TYPE_CHECKING:
@@ -65,8 +66,11 @@ def register(router: Router, app: App) -> None:
         if new_pin is not None:
             _not_by_token(principal, "change the PIN")
             current = field_of(data, "current_pin", str, max_len=1024)
-            ended = app.auth.change_pin(user, current, new_pin, principal.session_hash,
-                                        request.ip)
+            try:
+                ended = app.auth.change_pin(user, current, new_pin, principal.session_hash,
+                                            request.ip)
+            except PinRejected as exc:
+                raise ApiError(400, str(exc), field="new_pin") from exc
         if changes:
             with app.db.transaction() as tx:
                 app.users.update(tx, user.id, **changes)
@@ -104,7 +108,9 @@ def register(router: Router, app: App) -> None:
 
     def list_tokens(request: Request) -> Response:
         principal = app.principal(request)
-        return json_response({"tokens": app.tokens.list_for(principal.user.id)})
+        return json_response({"tokens": app.tokens.list_for(principal.user.id),
+                              "default_days": app.cfg.get("auth.token_default_days"),
+                              "max_days": app.cfg.get("auth.token_max_days")})
 
     def create_token(request: Request) -> Response:
         principal = app.principal(request)
@@ -114,15 +120,20 @@ def register(router: Router, app: App) -> None:
         if not name:
             raise ApiError(400, "field name must not be empty", field="name")
         max_days = app.cfg.get("auth.token_max_days")
-        days = field_of(data, "expires_in_days", int, required=False, default=None)
-        if days is not None and not 1 <= days <= max_days:
+        days = field_of(data, "expires_in_days", int, required=False,
+                        default=app.cfg.get("auth.token_default_days"))
+        if not 1 <= days <= max_days:
             raise ApiError(400, f"field expires_in_days must be from 1 to {max_days}",
                            field="expires_in_days")
-        expires_at = app.clock.now() + days * 86400 if days else None
+        # A token outlives the session that made it: prove it is you (as for a new
+        # authenticator); a wrong PIN counts toward the lockout.
+        pin = field_of(data, "pin", str, max_len=1024)
+        app.auth.check_pin(principal.user, pin, request.ip)
+        expires_at = app.clock.now() + days * 86400
         with app.db.transaction() as tx:
             token_id, raw = app.tokens.create(tx, principal.user.id, name, expires_at)
             app.audit.record("token_created", actor=principal.name, ip=request.ip, tx=tx,
-                             target=str(token_id), name=name)
+                             target=str(token_id), name=name, days=days)
         return json_response({"id": token_id, "name": name, "token": raw,
                               "expires_at": expires_at})
 

@@ -1,22 +1,42 @@
-"""Admin routes: users and the 2FA configuration."""
+"""Admin routes: users, their API tokens and lockouts, and the 2FA configuration."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from .. import config
-from ..auth.users import UserError, valid_username
+from ..auth import lockout
+from ..auth.users import User, UserError, valid_username
+from ..db import Transaction
 from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
 
 if TYPE_CHECKING:
     from ..app import App
 
 
+def revoke_tokens(app: App, tx: Transaction, user: User, actor: str, ip: str,
+                  reasons: list[str]) -> int:
+    """Ends every API token of ``user``: a token must not outlive what ended the owner's
+    right to it (account disabled or deleted, PIN or second factor reset by an admin)."""
+    count = app.tokens.revoke_all(tx, user.id)
+    if count:
+        app.audit.record("tokens_revoked", actor=actor, ip=ip, tx=tx, target=user.username,
+                         count=count, reason=", ".join(reasons))
+    return count
+
+
 def register(router: Router, app: App) -> None:
     def list_users(request: Request) -> Response:
         app.require_admin(request)
         now = app.clock.now()
-        return json_response({"users": [u.public(now) for u in app.users.all()]})
+        locks = app.lockout()
+        users = []
+        for u in app.users.all():
+            state = locks.state(u.id)
+            shown = {**u.public(now), **state.public()}
+            shown["locked"] = shown["locked"] or state.locked_sources > 0
+            users.append(shown)
+        return json_response({"users": users})
 
     def create_user(request: Request) -> Response:
         admin = app.require_admin(request)
@@ -29,9 +49,9 @@ def register(router: Router, app: App) -> None:
         if role not in config.ROLES:
             raise ApiError(400, f"field role must be one of {config.ROLES}", field="role")
         pin = field_of(data, "pin", str, max_len=1024)
-        app.auth.validate_new_pin(pin, username)
         display = field_of(data, "display_name", str, required=False, default="", max_len=100)
         email = field_of(data, "email", str, required=False, default="", max_len=200)
+        app.auth.validate_new_pin(pin, username, display, email)
         pin_hash = app.auth.hasher.hash(pin)
         with app.db.transaction() as tx:
             try:
@@ -67,7 +87,9 @@ def register(router: Router, app: App) -> None:
                 changes[name] = value
         pin = field_of(data, "pin", str, required=False, max_len=1024)
         if pin is not None:
-            app.auth.validate_new_pin(pin, target.username)
+            app.auth.validate_new_pin(pin, target.username,
+                                      changes.get("display_name", target.display_name),
+                                      changes.get("email", target.email))
             changes["pin_hash"] = app.auth.hasher.hash(pin)
             changes["must_change_pin"] = 1
         unlock = field_of(data, "unlock", bool, required=False, default=False)
@@ -78,7 +100,7 @@ def register(router: Router, app: App) -> None:
             if changes:
                 app.users.update(tx, target.id, **changes)
             if unlock:
-                app.users.update(tx, target.id, failed_count=0, locked_until=0)
+                lockout.unlock(tx, target.id)
             if reset_2fa:
                 app.auth.reset_two_factor(tx, target.id)
             if app.users.enabled_admins(tx) == 0:
@@ -87,6 +109,11 @@ def register(router: Router, app: App) -> None:
             if {"role", "enabled", "pin_hash"} & set(changes) or reset_2fa:
                 ended = app.sessions.end_all(tx, target.id)
             disabled = changes.get("enabled") == 0
+            reasons = [reason for reason, done in (("account disabled", disabled),
+                                                   ("PIN reset", "pin_hash" in changes),
+                                                   ("two-factor reset", reset_2fa)) if done]
+            if reasons:
+                revoke_tokens(app, tx, target, admin.name, request.ip, reasons)
             if disabled or changes.get("role") == "viewer":
                 app.shares.revoke_all_of(tx, target.id, admin.name, request.ip,
                                          "account disabled" if disabled else "role viewer")
@@ -114,12 +141,35 @@ def register(router: Router, app: App) -> None:
             raise ApiError(409, "you cannot delete your own account")
         with app.db.transaction() as tx:
             app.shares.revoke_all_of(tx, target.id, admin.name, request.ip, "account deleted")
+            revoke_tokens(app, tx, target, admin.name, request.ip, ["account deleted"])
             tx.execute("DELETE FROM users WHERE id = ?", (target.id,))
             if app.users.enabled_admins(tx) == 0:
                 raise ApiError(409, "at least one enabled admin must remain")
             app.audit.record("user_deleted", actor=admin.name, ip=request.ip, tx=tx,
                              target=target.username)
         return json_response({"status": "deleted"})
+
+    def target_user(user_id: str) -> User:
+        user = app.users.get(int(user_id))
+        if user is None:
+            raise ApiError(404, "no such user")
+        return user
+
+    def list_user_tokens(request: Request, user_id: str) -> Response:
+        app.require_admin(request)
+        user = target_user(user_id)
+        return json_response({"user": {"id": user.id, "username": user.username},
+                              "tokens": app.tokens.list_for(user.id)})
+
+    def revoke_user_token(request: Request, user_id: str, token_id: str) -> Response:
+        admin = app.require_admin(request)
+        user = target_user(user_id)
+        with app.db.transaction() as tx:
+            if not app.tokens.revoke(tx, user.id, int(token_id)):
+                raise ApiError(404, "no such token")
+            app.audit.record("token_revoked", actor=admin.name, ip=request.ip, tx=tx,
+                             target=user.username, token=int(token_id), by="admin")
+        return json_response({"status": "revoked"})
 
     def get_2fa_config(request: Request) -> Response:
         app.require_admin(request)
@@ -155,5 +205,8 @@ def register(router: Router, app: App) -> None:
     router.add("POST", r"/api/admin/users", create_user)
     router.add("PUT", r"/api/admin/users/([0-9]{1,12})", update_user)
     router.add("DELETE", r"/api/admin/users/([0-9]{1,12})", delete_user)
+    router.add("GET", r"/api/admin/users/([0-9]{1,12})/tokens", list_user_tokens)
+    router.add("DELETE", r"/api/admin/users/([0-9]{1,12})/tokens/([0-9]{1,12})",
+               revoke_user_token)
     router.add("GET", r"/api/2fa/config", get_2fa_config)
     router.add("POST", r"/api/2fa/config", set_2fa_config)

@@ -72,7 +72,7 @@ EVENT_TYPES: dict[str, Code] = {
     **dict.fromkeys(("user_created", "user_updated", "user_deleted", "user_unlocked",
                      "two_factor_reset", "pin_changed", "totp_enrolled",
                      "totp_enrollment_started", "backup_codes_generated", "backup_code_used",
-                     "token_created", "token_revoked"), USER_SECURITY_CHANGED),
+                     "token_created", "token_revoked", "tokens_revoked"), USER_SECURITY_CHANGED),
     # system-wide security settings
     **dict.fromkeys(("two_factor_config_changed", "security_alert", "ae_owners_changed"),
                     SECURITY_CONFIGURATION),

@@ -121,7 +121,7 @@ class AuthBackend:
             user = self._users.get(owner.user_id) if owner else None
             if owner is None or user is None or not user.enabled:
                 return None, now
-            until = min(now + CACHE_SECONDS, owner.expires_at or float("inf"))
+            until = min(now + CACHE_SECONDS, owner.expires_at)
             return Principal(user, "token", token_id=owner.token_id,
                              must_enroll_totp=self.must_enroll_totp(user)), until
         session = self._sessions.lookup(cookie, pending=False)

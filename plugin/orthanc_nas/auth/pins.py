@@ -5,11 +5,18 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 
 import bcrypt
+from zxcvbn import zxcvbn
+
+# zxcvbn refuses longer inputs (its default max_length); 72 characters are strong anyway
+# or caught by the other rules.
+ESTIMATE_CHARS = 72
 
 
 class PinRejected(ValueError):
@@ -28,8 +35,11 @@ def normalize(pin: str) -> str:
     return unicodedata.normalize("NFKC", pin)
 
 
-def check_new_pin(pin: str, *, username: str, min_length: int, max_length: int) -> None:
-    """Raises PinRejected when ``pin`` may not be used."""
+def check_new_pin(pin: str, *, username: str, min_length: int, max_length: int,
+                  min_score: int = 3, user_inputs: Iterable[str] = ()) -> None:
+    """Raises PinRejected when ``pin`` may not be used: too short or long, common, holding
+    the username, or guessable by zxcvbn's estimate (score below ``min_score``, 0 to 4) with
+    the username and ``user_inputs`` (display name, email) among the words it tries."""
     pin = normalize(pin)
     if len(pin) < min_length:
         raise PinRejected(f"the PIN must have at least {min_length} characters")
@@ -42,6 +52,23 @@ def check_new_pin(pin: str, *, username: str, min_length: int, max_length: int) 
         raise PinRejected("the PIN must not contain the username")
     if len(set(pin)) < 3:
         raise PinRejected("the PIN must not repeat one or two characters")
+    if min_score > 0:
+        # zxcvbn matches whole dictionary words: "Anna Smith" must give "anna" and "smith".
+        words = [w for text in (username, *user_inputs) for w in (text, *re.split(r"[\W_]+", text))
+                 if len(w) >= 3]
+        estimate = zxcvbn(pin[:ESTIMATE_CHARS], user_inputs=words)
+        if estimate["score"] < min_score:
+            raise PinRejected(weak_message(estimate["feedback"]))
+
+
+def weak_message(feedback: dict[str, object]) -> str:
+    """Why zxcvbn finds a PIN guessable, and what would help, as one sentence or two."""
+    warning = str(feedback.get("warning") or "").rstrip(".")
+    hints = feedback.get("suggestions")
+    suggestions = [str(h) for h in hints] if isinstance(hints, list) else []
+    reason = warning or "it follows a pattern that guessing tools try early"
+    advice = " ".join(suggestions) or "Add another word or two. Uncommon words are better."
+    return f"this PIN is too easy to guess: {reason[0].lower()}{reason[1:]}. {advice}"
 
 
 def _prehash(pin: str) -> bytes:

@@ -13,7 +13,7 @@ from ..clock import Clock
 from ..db import Database, Transaction
 from . import totp
 from .keys import DecryptionError, KeyRing
-from .lockout import Lockout, Throttle
+from .lockout import Locked, Lockout, Throttle
 from .pins import PinHasher, check_new_pin
 from .sessions import Sessions
 from .users import User, Users
@@ -25,10 +25,11 @@ BACKUP_LENGTH = 10  # about 49 bits each
 class AuthFailed(Exception):
     """Credentials or code refused; ``status`` and ``message`` are safe to show."""
 
-    def __init__(self, message: str, status: int = 401) -> None:
+    def __init__(self, message: str, status: int = 401, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.field = field
 
 
 INVALID_LOGIN = "invalid username or PIN"
@@ -68,7 +69,7 @@ class AuthService:
             raise AuthFailed("too many failed attempts from this address; try again later", 429)
         user = self.users.by_name(username)
         lockout = self._lockout()
-        if user is None or not user.enabled or not lockout.reserve(user.id):
+        if user is None or not user.enabled or not lockout.reserve(user.id, ip):
             self.hasher.verify_dummy(pin)  # same cost as a real check
             self._throttle.failed(ip)
             reason = ("unknown user" if user is None else
@@ -79,7 +80,7 @@ class AuthService:
             self._failed(user, ip, "wrong PIN")
             raise AuthFailed(INVALID_LOGIN)
         if self.second_factor_due(user):
-            lockout.release(user.id)
+            lockout.release(user.id, ip)
             with self._db.transaction() as tx:
                 raw, _ = self.sessions.create(tx, user.id, pending=True, ip=ip,
                                               user_agent=user_agent)
@@ -94,7 +95,7 @@ class AuthService:
     def verify_second_factor(self, pending_hash: str, user: User, code: str, ip: str,
                              user_agent: str) -> LoginResult:
         lockout = self._lockout()
-        if not lockout.reserve(user.id):
+        if not lockout.reserve(user.id, ip):
             self.sessions.end(pending_hash)
             self._audit.record("login_2fa", actor=user.username, ip=ip, outcome=FAILURE,
                                reason="locked")
@@ -136,15 +137,19 @@ class AuthService:
 
     def _failed(self, user: User, ip: str, reason: str, event: str = "login") -> bool:
         self._throttle.failed(ip)
-        locked = self._lockout().failed(user.id)
+        locked = self._lockout().failed(user.id, ip)
         self._audit.record(event, actor=user.username, ip=ip, outcome=FAILURE, reason=reason)
-        if locked:
+        if locked is Locked.SOURCE:
             self._audit.record("lockout", actor=user.username, ip=ip, outcome=FAILURE,
-                               minutes=self._two_factor()["lockout_duration_minutes"])
-        return locked
+                               scope="source", minutes=self._two_factor()[
+                                   "lockout_duration_minutes"])
+        elif locked is Locked.ACCOUNT:
+            self._audit.record("lockout", actor=user.username, ip=ip, outcome=FAILURE,
+                               scope="account", until="unlocked by an admin or the CLI")
+        return locked is not None
 
     def _complete(self, user: User, ip: str, user_agent: str, *, method: str) -> LoginResult:
-        self._lockout().succeeded(user.id)
+        self._lockout().succeeded(user.id, ip)
         with self._db.transaction() as tx:
             raw, ended = self.sessions.create(tx, user.id, pending=False, ip=ip,
                                               user_agent=user_agent)
@@ -162,25 +167,29 @@ class AuthService:
 
     # ---- PIN -----------------------------------------------------------------------------
 
-    def check_pin(self, user: User, pin: str, ip: str) -> None:
-        """Re-authentication for sensitive changes: counts toward the lockout."""
+    def check_pin(self, user: User, pin: str, ip: str, field: str = "pin") -> None:
+        """Re-authentication for sensitive changes: counts toward the lockout. ``field`` names
+        the body field that carried the PIN (for the page to show the error next to it)."""
         lockout = self._lockout()
-        if not lockout.reserve(user.id):
-            raise AuthFailed("account locked", 403)
+        if not lockout.reserve(user.id, ip):
+            raise AuthFailed("account locked", 403, field)
         if not self.hasher.verify(pin, user.pin_hash):
             self._failed(user, ip, "wrong PIN", event="reauthentication")
-            raise AuthFailed("current PIN is wrong", 403)
-        lockout.release(user.id)
+            raise AuthFailed("current PIN is wrong", 403, field)
+        lockout.release(user.id, ip)
 
-    def validate_new_pin(self, pin: str, username: str) -> None:
+    def validate_new_pin(self, pin: str, username: str, *user_inputs: str) -> None:
+        """Length, blocklist, username and a strength estimate; ``user_inputs`` (display
+        name, email) are words an attacker would try first."""
         check_new_pin(pin, username=username, min_length=self.pin_rules["min"],
-                      max_length=self.pin_rules["max"])
+                      max_length=self.pin_rules["max"], min_score=self.pin_rules["score"],
+                      user_inputs=user_inputs)
 
     def change_pin(self, user: User, current: str, new: str, session_hash: str | None,
                    ip: str) -> int:
         """Changes the caller's own PIN; ends their other sessions. Returns how many."""
-        self.check_pin(user, current, ip)
-        self.validate_new_pin(new, user.username)
+        self.check_pin(user, current, ip, field="current_pin")
+        self.validate_new_pin(new, user.username, user.display_name, user.email)
         if self.hasher.verify(new, user.pin_hash):
             raise AuthFailed("the new PIN must differ from the current one", 400)
         pin_hash = self.hasher.hash(new)

@@ -35,6 +35,7 @@ class User:
     created_at: float
     last_login_at: float | None
     preferences: dict[str, Any]
+    locked_out: bool = False  # failure ceiling reached: only an admin or the CLI unlocks
 
     @classmethod
     def from_row(cls, row: Row) -> User:
@@ -42,14 +43,17 @@ class User:
                    bool(row["enabled"]), row["pin_hash"], bool(row["must_change_pin"]),
                    row["totp_secret"], row["totp_pending_secret"], bool(row["totp_enabled"]),
                    row["totp_last_step"], row["failed_count"], row["locked_until"],
-                   row["created_at"], row["last_login_at"], json.loads(row["preferences"]))
+                   row["created_at"], row["last_login_at"], json.loads(row["preferences"]),
+                   bool(row["locked_out"]))
 
     def public(self, now: float) -> dict[str, Any]:
         """What may be shown (to the user or an admin): never a secret or a hash."""
         return {"id": self.id, "username": self.username, "role": self.role,
                 "display_name": self.display_name, "email": self.email,
                 "enabled": self.enabled, "must_change_pin": self.must_change_pin,
-                "totp_enabled": self.totp_enabled, "locked": self.locked_until > now,
+                "totp_enabled": self.totp_enabled,
+                "locked": self.locked_out or self.locked_until > now,
+                "locked_out": self.locked_out,
                 "locked_until": self.locked_until if self.locked_until > now else None,
                 "created_at": self.created_at, "last_login_at": self.last_login_at,
                 "preferences": self.preferences}

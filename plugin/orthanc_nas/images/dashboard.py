@@ -99,8 +99,10 @@ class Dashboard:
                             "disk_bytes": int(stats.get("TotalDiskSize", 0))},
                 "modalities": self.modalities(), "uploads_per_day": self.uploads_per_day(None),
                 "logins": self.logins(None), "two_factor": self.two_factor_adoption(),
-                "locked_now": self._count("SELECT COUNT(*) FROM users WHERE locked_until > ?",
-                                          (self._clock.now(),)),
+                "locked_now": self._count(
+                    "SELECT COUNT(*) FROM users WHERE locked_out = 1 OR locked_until > ?"
+                    " OR id IN (SELECT user_id FROM login_failures WHERE locked_until > ?)",
+                    (self._clock.now(), self._clock.now())),
                 "shares": self.shares(None),
                 "nas": {k: nas[k] for k in ("enabled", "connected", "pending", "failed",
                                              "free_bytes", "total_bytes", "last_error")}}

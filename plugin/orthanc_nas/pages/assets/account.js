@@ -204,6 +204,10 @@
     const body = $('tokens-table').tBodies[0];
     body.textContent = '';
     const tokens = answer.tokens || [];
+    if (answer.default_days && answer.max_days) {
+      $('token-days-hint').textContent = 'Empty: ' + answer.default_days + ' days. At most ' + answer.max_days + '.';
+      $('token-days').max = String(answer.max_days);
+    }
     if (!tokens.length) {
       const row = body.insertRow();
       row.appendChild(UI.el('td', { colspan: '5', className: 'empty' }, 'No tokens yet.'));
@@ -213,7 +217,7 @@
       row.dataset.tokenId = String(t.id);
       row.appendChild(UI.cell(t.name));
       row.appendChild(UI.cell(UI.time(t.created_at)));
-      const expires = UI.cell(t.expires_at ? UI.time(t.expires_at) : 'Never');
+      const expires = UI.cell(UI.time(t.expires_at));
       if (t.expired) expires.appendChild(UI.el('span', { className: 'badge bad' }, 'expired'));
       row.appendChild(expires);
       row.appendChild(UI.cell(t.last_used_at ? UI.time(t.last_used_at) : 'Never'));
@@ -240,14 +244,17 @@
   $('token-form').addEventListener('submit', function (event) {
     event.preventDefault();
     UI.say('tokens-error', '');
+    UI.fieldError('token-days', null);
+    UI.fieldError('token-pin', null);
     const name = $('token-name').value.trim();
     const days = $('token-days').value.trim();
-    const body = { name: name };
+    const body = { name: name, pin: $('token-pin').value };
     if (!name) { UI.fail('tokens-error', 'Give the token a name.'); $('token-name').focus(); return; }
     if (days) {
-      if (!/^[0-9]+$/.test(days) || Number(days) < 1) { UI.fail('tokens-error', 'Days must be a whole number, 1 or more.'); return; }
+      if (!/^[0-9]+$/.test(days) || Number(days) < 1) { UI.fieldError('token-days', 'Days must be a whole number, 1 or more.'); return; }
       body.expires_in_days = Number(days);
     }
+    if (!body.pin) { UI.fieldError('token-pin', 'Enter your current PIN.'); return; }
     UI.busy($('token-create'), async function () {
       try {
         const answer = await api('POST', '/api/tokens', body);
@@ -255,7 +262,13 @@
         $('token-value').textContent = answer.token;
         $('token-result').hidden = false;
         await loadTokens();
-      } catch (err) { UI.fail('tokens-error', err); }
+      } catch (err) {
+        $('token-pin').value = '';
+        const field = err.data && err.data.field;
+        if (field === 'pin') UI.fieldError('token-pin', err);
+        else if (field === 'expires_in_days') UI.fieldError('token-days', err);
+        else UI.fail('tokens-error', err);
+      }
     });
   });
 

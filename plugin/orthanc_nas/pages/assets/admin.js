@@ -10,6 +10,7 @@
   let users = [];
   let config = null;
   let auditOffset = 0;
+  let tokensOf = null;  // the user whose tokens are shown
 
   async function start() {
     let profile;
@@ -77,7 +78,12 @@
 
       const status = UI.el('td');
       addBadge(status, u.enabled ? 'enabled' : 'disabled', u.enabled ? 'good' : 'bad');
-      if (u.locked) addBadge(status, 'locked until ' + UI.time(u.locked_until), 'bad');
+      if (u.locked_out) addBadge(status, 'locked until unlocked', 'bad');
+      else if (u.locked_until) addBadge(status, 'locked until ' + UI.time(u.locked_until), 'bad');
+      if (u.locked_sources) {
+        addBadge(status, 'locked for ' + u.locked_sources + (u.locked_sources === 1 ? ' address' : ' addresses') +
+          ' until ' + UI.time(u.source_locked_until), 'warn');
+      }
       if (u.must_change_pin) addBadge(status, 'must change PIN', 'warn');
       addBadge(status, u.totp_enabled ? '2FA on' : '2FA off', u.totp_enabled ? 'good' : '');
       row.appendChild(status);
@@ -91,6 +97,7 @@
       if (u.locked) actions.appendChild(button('unlock', 'Unlock', u.username));
       actions.appendChild(button('reset-2fa', 'Reset 2FA', u.username));
       actions.appendChild(button('reset-pin', 'Reset PIN', u.username));
+      actions.appendChild(button('tokens', 'API tokens', u.username));
       actions.appendChild(button('delete', 'Delete', u.username, 'danger'));
       const cell = UI.el('td');
       cell.appendChild(actions);
@@ -128,6 +135,7 @@
     if (!user) return;
     UI.say('admin-error', '');
     UI.say('admin-ok', '');
+    if (control.dataset.action === 'tokens') { showTokens(user); return; }
     const req = request(control.dataset.action, user, control);
     if (!req) return;
     UI.busy(control, async function () {
@@ -136,10 +144,66 @@
         UI.say('admin-ok', req.done);
       } catch (err) { UI.fail('admin-error', err); }
       await loadUsers();
+      if (tokensOf) {  // disabling, a reset or a deletion revoked them
+        const id = tokensOf.id;
+        tokensOf = users.find(function (u) { return u.id === id; }) || null;
+        if (tokensOf) loadTokens(); else $('user-tokens').hidden = true;
+      }
     });
   }
 
   $('users-table').addEventListener('click', act);
+
+  // ---- a user's API tokens ------------------------------------------------------------------
+
+  function showTokens(user) {
+    tokensOf = user;
+    $('user-tokens-name').textContent = user.username;
+    $('user-tokens').hidden = false;
+    UI.say('user-tokens-ok', '');
+    loadTokens().then(function () { $('user-tokens').scrollIntoView({ block: 'start' }); });
+  }
+
+  async function loadTokens() {
+    UI.say('user-tokens-error', '');
+    let answer;
+    try {
+      answer = await api('GET', '/api/admin/users/' + encodeURIComponent(tokensOf.id) + '/tokens');
+    } catch (err) { UI.fail('user-tokens-error', err); return; }
+    const body = $('user-tokens-table').tBodies[0];
+    body.textContent = '';
+    const tokens = answer.tokens || [];
+    if (!tokens.length) body.insertRow().appendChild(UI.el('td', { colspan: '5', className: 'empty' }, 'No tokens.'));
+    tokens.forEach(function (t) {
+      const row = body.insertRow();
+      row.dataset.tokenId = String(t.id);
+      row.appendChild(UI.cell(t.name));
+      row.appendChild(UI.cell(UI.time(t.created_at)));
+      const expires = UI.cell(UI.time(t.expires_at));
+      if (t.expired) { expires.appendChild(document.createTextNode(' ')); expires.appendChild(badge('expired', 'bad')); }
+      row.appendChild(expires);
+      row.appendChild(UI.cell(t.last_used_at ? UI.time(t.last_used_at) : 'Never'));
+      const cell = UI.el('td');
+      cell.appendChild(UI.el('button', { type: 'button', className: 'danger sm token-revoke', 'data-id': String(t.id),
+        'aria-label': 'Revoke token ' + t.name + ' of ' + tokensOf.username }, 'Revoke'));
+      row.appendChild(cell);
+    });
+  }
+
+  $('user-tokens-table').addEventListener('click', function (event) {
+    const control = event.target.closest('button.token-revoke');
+    if (!control || !tokensOf) return;
+    const name = control.closest('tr').cells[0].textContent;
+    if (!window.confirm('Revoke the token "' + name + '" of ' + tokensOf.username + '? Scripts using it stop working.')) return;
+    UI.busy(control, async function () {
+      try {
+        await api('DELETE', '/api/admin/users/' + encodeURIComponent(tokensOf.id) + '/tokens/' +
+          encodeURIComponent(control.dataset.id));
+        UI.say('user-tokens-ok', 'Token "' + name + '" of ' + tokensOf.username + ' revoked.');
+      } catch (err) { UI.fail('user-tokens-error', err); }
+      await loadTokens();
+    });
+  });
   $('users-table').addEventListener('change', act);
 
   $('user-form').addEventListener('submit', function (event) {

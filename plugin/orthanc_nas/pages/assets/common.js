@@ -92,6 +92,17 @@ const UI = {
     if (node && node.scrollIntoView) node.scrollIntoView({ block: 'nearest' });
   },
 
+  /** Shows (or, with no err, clears) an error under one form field: its .field-error
+   *  element, aria-invalid on the input, focus there. */
+  fieldError: function (input, err) {
+    if (typeof input === 'string') input = UI.byId(input);
+    const box = input && input.closest('.field');
+    const out = box && box.querySelector('.field-error');
+    if (!out) return;
+    UI.say(out, err ? (err instanceof Error ? err.message : String(err)) : '');
+    if (err) { input.setAttribute('aria-invalid', 'true'); input.focus(); } else input.removeAttribute('aria-invalid');
+  },
+
   /** Runs fn with the button disabled (no double submit). */
   busy: async function (button, fn) {
     if (button) button.disabled = true;
