@@ -16,9 +16,9 @@ from urllib.parse import unquote_plus
 import orthanc
 
 from . import jsonbound
-from .app import ROUTE_PATTERNS, App, OrthancApi, create_app
+from .app import ROUTE_PATTERNS, App, create_app
 from .gate import Gate
-from .images.catalog import OrthancError
+from .orthanc_api import OrthancApi, OrthancError
 from .web import Request, Response
 
 _ENCODED = re.compile(r"%[0-9A-Fa-f]{2}|\+")

@@ -16,16 +16,16 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
-from . import __version__, config
-from .api import native, transfers
+from . import config
+from .accounts import AccountError, Accounts
+from .api import ROUTES, native, transfers
 from .audit import HEAD_FILE, Audit, read_head
 from .audit.access import AccessRecorder
 from .audit.forwarder import Forwarder
 from .audit.syslog import Sender, TcpSender, UdpSender
-from .auth.backend import AuthBackend, Principal
+from .auth.backend import AuthBackend
 from .auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from .auth.lockout import Lockout, Throttle
 from .auth.pins import PinHasher, PinRejected
@@ -36,28 +36,27 @@ from .auth.tokens import Tokens
 from .auth.users import Users
 from .clock import Clock, OffsetClock, SystemClock
 from .db import Database, open_database
-from .health import public_view, run_checks
-from .images.catalog import Catalog, OrthancError, orthanc_study_id
+from .images.catalog import Catalog
 from .images.dashboard import Dashboard
-from .images.shares import Shares
+from .images.shares import ShareLimits, Shares
 from .images.uploads import Uploads
 from .logs import Log
 from .mirror.outbox import Outbox, StoredCopy
 from .mirror.service import MirrorService
+from .orthanc_api import OrthancApi, OrthancError, orthanc_study_id
 from .pages import Pages
+from .routing import Router
 from .settings import Settings
+from .site import Site
 from .web import (
     SECURITY_HEADERS,
     ApiError,
     Networks,
     Request,
     Response,
-    Router,
     client_ip,
     client_scheme,
     error_response,
-    json_response,
-    origin_of,
 )
 
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
@@ -71,23 +70,6 @@ REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
 TEST_CLOCK_ENV = "ORTHANC_NAS_TEST_CLOCK_FILE"
-
-
-class OrthancApi(Protocol):
-    """Orthanc's own REST API as the plugin uses it (in-process, bypassing the filter).
-    Every refusal raises ``OrthancError``."""
-
-    def get(self, uri: str) -> Any: ...
-
-    def get_bytes(self, uri: str) -> bytes: ...
-
-    def post(self, uri: str, body: bytes) -> Any: ...
-
-    def post_bytes(self, uri: str, body: bytes) -> bytes: ...
-
-    def put_bytes(self, uri: str, body: bytes) -> bytes: ...
-
-    def delete(self, uri: str) -> None: ...
 
 
 class App:
@@ -108,7 +90,7 @@ class App:
                                         for n in auth["trusted_proxies"])
         self._https_listener = https_listener  # Orthanc's own SslEnabled
         local = {"localhost", "127.0.0.1", "::1", socket.gethostname().lower()}
-        self.allowed_hosts = local | {h.strip("[]").lower() for h in cfg.get("allowed_hosts")}
+        allowed_hosts = local | {h.strip("[]").lower() for h in cfg.get("allowed_hosts")}
         self.settings = Settings(db, clock)
         self.audit = Audit(db, clock, keys.key("audit-chain"))
         self.access = AccessRecorder(db, self.audit, orthanc, clock, lambda problem: log.warning(
@@ -119,10 +101,11 @@ class App:
                                  absolute_seconds=auth["session_absolute_hours"] * 3600,
                                  pending_seconds=auth["pending_login_minutes"] * 60)
         self.tokens = Tokens(db, keys, clock, max_days=auth["token_max_days"])
-        self.public_origin = origin_of(cfg.get("public_url")) if cfg.get("public_url") else None
+        self.site = Site(cfg.get("public_url"), allowed_hosts, auth["cookie_secure"])
+        self.router: Router[App] = Router(ROUTES, self.max_body)
         self.backend = AuthBackend(self.users, self.sessions, self.tokens,
                                    Policy(cfg.get("access_policy")), self.two_factor,
-                                   self.public_origin, db, clock)
+                                   self.site.public_origin, db, clock, self.router.access_of)
         throttle = Throttle(db, clock, max_failures=auth["ip_max_failures"],
                             window_seconds=auth["ip_window_minutes"] * 60)
         self.auth = AuthService(db, self.users, self.sessions, keys, PinHasher(auth["bcrypt_cost"]),
@@ -140,21 +123,16 @@ class App:
         shares = cfg.section("shares")
         self.shares = Shares(db, keys, clock, self.audit, self.auth.hasher,
                              pin_max_attempts=shares["pin_max_attempts"],
-                             view_seconds=shares["view_minutes"] * 60)
+                             view_seconds=shares["view_minutes"] * 60,
+                             limits=ShareLimits(shares["default_expiry_hours"],
+                                                shares["max_expiry_hours"],
+                                                shares["default_max_views"], shares["max_views"]))
+        self.accounts = Accounts(db, self.users, self.sessions, self.tokens, self.shares,
+                                 self.auth, self.audit, clock, self.lockout)
         self.share_throttle = Throttle(db, clock, max_failures=shares["ip_max_failures"],
                                        window_seconds=shares["ip_window_minutes"] * 60)
         self.dashboard = Dashboard(db, orthanc, clock, self.mirror.status)
         self.pages = Pages()
-        self.router = Router(self.max_body)
-        from .api import account, admin, dashboard, images, login, nas
-        from .api import audit as audit_routes
-        from .api import shares as share_routes
-
-        for module in (login, account, admin, audit_routes, nas, images, share_routes,
-                       dashboard, transfers, native):
-            module.register(self.router, self)
-        self.router.add("GET", r"/api/health", self._health)
-        self.pages.register(self.router, self)
         self._orthanc_version: str | None = None
         self._stop = threading.Event()
         self._forward_wake = threading.Event()
@@ -198,8 +176,7 @@ class App:
 
     def two_factor(self) -> dict[str, Any]:
         """Effective 2FA settings: orthanc.json, overridden by what admins saved."""
-        override = self.settings.get("two_factor") or {}
-        return {**self.cfg.section("two_factor"), **override}
+        return self.settings.effective("two_factor", self.cfg.section("two_factor"))
 
     def lockout(self) -> Lockout:
         tf, auth = self.two_factor(), self.cfg.section("auth")
@@ -249,9 +226,15 @@ class App:
     def handle(self, request: Request) -> Response:
         request = self._from_client(request)
         try:
-            response = self.router.dispatch(request)
+            caller = self.backend.authenticate(request)  # the filter's, from its cache
+            pending = None if caller is not None else self.backend.pending(request)
+            response = self.router.dispatch(self, request, caller or pending,
+                                            pending is not None)
         except ApiError as err:
             response = error_response(err)
+        except AccountError as err:
+            extra = {"field": err.field} if err.field else {}
+            response = error_response(ApiError(err.status, str(err), **extra))
         except AuthFailed as err:
             extra = {"field": err.field} if err.field else {}
             response = error_response(ApiError(err.status, err.message, **extra))
@@ -286,26 +269,8 @@ class App:
                                       "cstore", calling_aet)
 
     def ae_owners(self) -> dict[str, str]:
-        """Calling AE title -> username: what admins saved, else orthanc.json."""
-        saved = self.settings.get("ae_owners")
-        mapping: dict[str, str] = saved if saved is not None else self.cfg.get("ae_owners")
-        return mapping
-
-    def base_url(self, request: Request) -> str:
-        """Where links point: ``public_url``, else the request's own scheme and Host when
-        that host is allowed (a forged Host must never become a link sent to a patient);
-        else 409 telling the admin what to set."""
-        public: str = self.cfg.get("public_url")
-        if public:
-            return public.rstrip("/")
-        origin = origin_of(f"{request.scheme}://{request.headers.get('host', '')}")
-        host = urlsplit(origin).hostname if origin else None
-        if origin is None or host not in self.allowed_hosts:
-            raise ApiError(409, "links cannot be built from the address this page was opened "
-                           "with: an admin sets OrthancNAS.public_url (e.g. "
-                           "https://pacs.clinic.example) or lists this host name in "
-                           "OrthancNAS.allowed_hosts in orthanc.json", field="public_url")
-        return origin
+        """Calling AE title -> username: what admins saved (the whole map), else orthanc.json."""
+        return self.settings.effective("ae_owners", self.cfg.get("ae_owners"), merge=False)
 
     def on_instance_deleted(self, instance_id: str) -> None:
         self.mirror.on_deleted(instance_id)
@@ -369,75 +334,13 @@ class App:
 
     # ---- helpers for route handlers -------------------------------------------------------
 
-    def principal(self, request: Request, *, allow_restricted: bool = False) -> Principal:
-        """The authenticated caller, re-checked in the handler (defence in depth)."""
-        principal = self.backend.authenticate(request)
-        if principal is None:
-            raise ApiError(403, "login required")
-        if principal.restricted and not allow_restricted:
-            raise ApiError(403, "change your PIN and enroll two-factor authentication first")
-        return principal
-
-    def require_admin(self, request: Request) -> Principal:
-        principal = self.principal(request)
-        if principal.user.role != "admin":
-            raise ApiError(403, "admin role required")
-        return principal
-
-    def cookie_secure(self, request: Request) -> bool:
-        mode = self.cfg.get("auth.cookie_secure")
-        return mode == "always" or (mode == "auto" and (
-            request.is_https or (self.public_origin or "").startswith("https:")))
-
-    def _health(self, request: Request) -> Response:
-        status, body = run_checks({
-            "database": self._check_database,
-            "two_factor": self._check_two_factor,
-            "nas": self._check_nas,
-            "audit_forwarding": self._check_forwarding,
-            "gate": self._check_gate,
-        })
-        body.update(plugin_version=__version__, orthanc_version=self._orthanc_version_text())
-        caller = self.backend.authenticate(request)
-        if caller is None or caller.restricted or caller.user.role != "admin":
-            body = public_view(body)
-        return json_response(body, status)
-
-    def _orthanc_version_text(self) -> str:
+    def orthanc_version(self) -> str:
         if self._orthanc_version is None:
             try:
                 self._orthanc_version = str(self.orthanc.get("/system")["Version"])
             except Exception:
                 return "unknown"
         return self._orthanc_version
-
-    def _check_database(self) -> dict[str, Any]:
-        self.db.ping()
-        return {"ok": True, "schema_version": self.db.schema_version()}
-
-    def _check_two_factor(self) -> dict[str, Any]:
-        tf = self.two_factor()
-        self.keys.mac("health", "probe")
-        return {"ok": True, "enabled": tf["enabled"], "allowed_methods": tf["allowed_methods"]}
-
-    def _check_gate(self) -> dict[str, Any]:
-        if self.gate_stats is None:
-            return {"ok": True, "enabled": False}
-        remembered, asked = self.gate_stats()
-        return {"ok": True, "enabled": True, "allowed_from_memory": remembered,
-                "asked": asked}
-
-    def _check_forwarding(self) -> dict[str, Any]:
-        if self.forwarder is None:
-            return {"ok": True, "enabled": False}
-        status = self.forwarder.status()
-        return {**status, "ok": not status["failing"]}
-
-    def _check_nas(self) -> dict[str, Any]:
-        status = self.mirror.status()
-        ok = not status["enabled"] or status["connected"]
-        return {"ok": ok, **{k: status[k] for k in ("enabled", "type", "connected", "pending",
-                                                      "failed", "last_error")}}
 
 
 def bootstrap_admin(app: App, env: dict[str, str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from .clock import Clock
@@ -20,6 +21,15 @@ class Settings:
             row = self._db.one("SELECT value FROM settings WHERE key = ?", (key,))
             self._cache[key] = json.loads(row["value"]) if row else None
         return self._cache[key]
+
+    def effective(self, key: str, base: Mapping[str, Any], *, merge: bool = True
+                  ) -> dict[str, Any]:
+        """``base`` (from orthanc.json) as admins changed it at run time: key by key
+        (``merge``), or replaced whole once saved (a mapping edited as one list)."""
+        saved = self.get(key)
+        if saved is None:
+            return dict(base)
+        return {**base, **saved} if merge else dict(saved)
 
     def put(self, tx: Transaction, key: str, value: Any, actor: str) -> None:
         tx.execute("INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?)"

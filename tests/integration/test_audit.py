@@ -33,7 +33,7 @@ from harness import (
     storescu,
     wait_until,
 )
-from orthanc_nas.images.catalog import orthanc_study_id
+from orthanc_nas.orthanc_api import orthanc_study_id
 from syslog_collector import TcpCollector, parse, row_id, trail_details
 
 

@@ -149,7 +149,8 @@ def _orthanc_body_routes() -> list[tuple[str, str, list[str]]]:
 
 
 def _plugin_pattern(method: str, path: str) -> bool:
-    patterns = [p for ms, p in native.ROUTES if method in ms] + list(transfers.ROUTE_PATTERNS)
+    patterns = [r.pattern.pattern for r in (*native.ROUTES, *transfers.ROUTES)
+                if r.method == method]
     return any(re.fullmatch(p, path) for p in patterns)
 
 

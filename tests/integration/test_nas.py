@@ -21,7 +21,7 @@ from browser import browser_login, wait
 from conftest import FAST
 from dicom_factory import ct_instance, write_series
 from harness import Client, OrthancServer, admin_account, deep_merge, storescu, wait_until
-from orthanc_nas.images.catalog import orthanc_patient_id
+from orthanc_nas.orthanc_api import orthanc_patient_id
 from samba import SambaServer
 
 DRAIN_TIMEOUT = 180

@@ -13,7 +13,7 @@ from orthanc_nas.audit import access as access_module
 from orthanc_nas.audit.access import AccessRecorder, classify
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
-from orthanc_nas.images.catalog import orthanc_patient_id, orthanc_study_id
+from orthanc_nas.orthanc_api import orthanc_patient_id, orthanc_study_id
 
 STUDY = orthanc_study_id("PAT-9", "1.2.3")
 PATIENT = orthanc_patient_id("PAT-9")

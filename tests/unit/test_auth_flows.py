@@ -16,11 +16,14 @@ import pytest
 from orthanc_nas import app as app_module
 from orthanc_nas import config
 from orthanc_nas.app import ADMIN_PIN_ENV, App
+from orthanc_nas.auth.access import PUBLIC
 from orthanc_nas.auth.keys import KeyRing, load_or_create_key
 from orthanc_nas.auth.service import INVALID_CODE, INVALID_LOGIN
 from orthanc_nas.clock import ManualClock, SystemClock
 from orthanc_nas.db import SqliteDatabase
-from orthanc_nas.images.catalog import Viewer, orthanc_study_id
+from orthanc_nas.images.catalog import Viewer
+from orthanc_nas.orthanc_api import orthanc_study_id
+from orthanc_nas.routing import Call, Router, route
 from orthanc_nas.web import Request, Response
 
 ADMIN_PIN = "Initial-Bootstrap-PIN-2024"
@@ -952,10 +955,10 @@ def test_a_restricted_caller_is_never_remembered(env: Env) -> None:
 
 
 def test_a_bug_answers_500_and_logs_no_share_token(env: Env) -> None:
-    def broken(request: Request, token: str) -> Response:
-        raise KeyError(token)
+    def broken(svc: object, call: Call) -> Response:
+        raise KeyError(call.args[0])
 
-    env.app.router.add("GET", r"/s/([^/]+)/broken", broken)
+    env.app.router = Router((route("GET", r"/s/([^/]+)/broken", broken, PUBLIC),), 1024)
     response = env.app.handle(Request("GET", "/s/Secret-Share-Token/broken", {}, {}, b"", "::1"))
     assert response.status == 500 and body_of(response) == {"error": "internal error"}
     assert env.log.lines[-1] == "OrthancNAS: GET /s/<token>/broken failed: KeyError"

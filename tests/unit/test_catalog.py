@@ -19,11 +19,10 @@ from orthanc_nas.images.catalog import (
     Catalog,
     Filters,
     NotVisible,
-    OrthancError,
     Viewer,
-    orthanc_study_id,
     valid_tag,
 )
+from orthanc_nas.orthanc_api import OrthancError, orthanc_study_id
 
 SERIES_A = "5e51e5a0-00000000-00000000-00000000-0000000a"
 INSTANCE_A = "1a57a0ce-00000000-00000000-00000000-0000000a"

@@ -81,21 +81,21 @@ def app_with(tmp_path: Path, **section: object) -> App:
 
 def test_share_links_point_only_to_public_url_or_an_allowed_host(tmp_path: Path) -> None:
     app = app_with(tmp_path)
-    assert app.base_url(req("", host="127.0.0.1:8042")) == "http://127.0.0.1:8042"
-    assert app.base_url(req("", host="localhost")) == "http://localhost"
-    assert app.base_url(req("", host=f"{socket.gethostname()}:8042")).endswith(":8042")
+    assert app.site.base_url(req("", host="127.0.0.1:8042")) == "http://127.0.0.1:8042"
+    assert app.site.base_url(req("", host="localhost")) == "http://localhost"
+    assert app.site.base_url(req("", host=f"{socket.gethostname()}:8042")).endswith(":8042")
     for forged in ("evil.example", "evil.example:8042", "", "127.0.0.1@evil.example",
                    "evil.example/127.0.0.1"):
         with pytest.raises(ApiError) as err:
-            app.base_url(req("", host=forged))
+            app.site.base_url(req("", host=forged))
         assert err.value.status == 409 and "public_url" in err.value.message
         assert "allowed_hosts" in err.value.message
     listed = app_with(tmp_path / "b", allowed_hosts=["pacs.lan", "[fd00::1]"])
-    assert listed.base_url(req("", host="PACS.lan:8042", proto="https")) == (
+    assert listed.site.base_url(req("", host="PACS.lan:8042", proto="https")) == (
         "https://pacs.lan:8042")
-    assert listed.base_url(req("", host="[fd00::1]")) == "http://[fd00::1]"
+    assert listed.site.base_url(req("", host="[fd00::1]")) == "http://[fd00::1]"
     public = app_with(tmp_path / "c", public_url="https://pacs.example/")
-    assert public.base_url(req("", host="evil.example")) == "https://pacs.example"
+    assert public.site.base_url(req("", host="evil.example")) == "https://pacs.example"
 
 
 def test_forwarded_proto_is_believed_from_a_trusted_proxy_only(tmp_path: Path) -> None:

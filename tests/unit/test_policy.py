@@ -1,17 +1,18 @@
-"""auth/policy.py: first-match-wins rules, the shipped default policy, the fixed route sets."""
+"""Who may call what: the role policy of Orthanc's routes (first match wins, the shipped
+default), the plugin's routes' own declarations, and the filter's view of both."""
 
 from __future__ import annotations
 
 import pytest
 
 from orthanc_nas import config
-from orthanc_nas.auth.policy import (
-    PENDING_ROUTES,
-    PUBLIC_ROUTES,
-    RESTRICTED_ROUTES,
-    Policy,
-    RouteSet,
-)
+from orthanc_nas.api import ROUTES
+from orthanc_nas.auth.access import Kind, Principal
+from orthanc_nas.auth.policy import ORTHANC_PUBLIC, Policy, RouteSet
+from orthanc_nas.auth.users import User
+from orthanc_nas.routing import Router
+
+ROUTER = Router(ROUTES, 65536)
 
 ROLES = ("viewer", "user", "admin")
 ALL = frozenset(ROLES)
@@ -117,10 +118,18 @@ CASES: list[tuple[str, str, frozenset[str]]] = [
     ("POST", "/api/logout", ALL),
     ("POST", "/api/2fa/setup/totp", ALL),
     ("GET", "/ui/account", ALL),
-    ("GET", "/ui/admin", ADMIN),
+    ("GET", "/ui/admin", ALL),  # a shell without data: its handler refuses non-admins
     ("GET", "/made-up", ADMIN),
     ("POST", "/made-up", ADMIN),
 ]
+
+
+def signed_in(role: str, *, restricted: bool = False, via: str = "session") -> Principal:
+    user = User(id=1, username=role, role=role, display_name="", email="", enabled=True,
+                pin_hash="", must_change_pin=restricted, totp_secret=None,
+                totp_pending_secret=None, totp_enabled=True, totp_last_step=0, failed_count=0,
+                locked_until=0.0, created_at=0.0, last_login_at=None, preferences={})
+    return Principal(user, via)
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +137,26 @@ def default() -> Policy:
     return Policy(config.default_policy())
 
 
+def roles_allowed(policy: Policy, method: str, path: str) -> set[str]:
+    """The roles a signed-in session may call (method, path) with, as the filter decides:
+    a plugin route by its declaration, Orthanc's by the policy."""
+    access = ROUTER.access_of(method, path)
+    if access is None or access.kind is Kind.POLICY:
+        return {role for role in ROLES if policy.allows(role, method, path)}
+    return {role for role in ROLES if access.refusal(signed_in(role), pending=False) is None}
+
+
 @pytest.mark.parametrize(("method", "path", "allowed"), CASES,
                          ids=[f"{m} {p}" for m, p, _ in CASES])
-def test_default_policy(default: Policy, method: str, path: str,
+def test_default_access(default: Policy, method: str, path: str,
                         allowed: frozenset[str]) -> None:
-    decided = {role for role in ROLES if default.allows(role, method, path)}
-    assert decided == allowed
+    assert roles_allowed(default, method, path) == allowed
+
+
+def test_the_default_policy_speaks_for_orthancs_routes_only() -> None:
+    """The plugin's routes declare their own access: a rule about them would be dead."""
+    for rule in config.default_policy():
+        assert not rule["pattern"].startswith(("/api/", "/ui/")), rule
 
 
 # ---- fixed route sets ---------------------------------------------------------------------
@@ -163,29 +186,55 @@ PUBLIC_CASES: list[tuple[str, str, bool]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "public"), PUBLIC_CASES,
+def public(method: str, path: str) -> bool:
+    access = ROUTER.access_of(method, path)
+    if access is None:
+        return (method, path) in ORTHANC_PUBLIC
+    return access.kind is Kind.PUBLIC
+
+
+@pytest.mark.parametrize(("method", "path", "public_"), PUBLIC_CASES,
                          ids=[f"{m} {p}" for m, p, _ in PUBLIC_CASES])
-def test_public_routes(method: str, path: str, public: bool) -> None:
-    assert ((method, path) in PUBLIC_ROUTES) is public
+def test_public_routes(method: str, path: str, public_: bool) -> None:
+    assert public(method, path) is public_
 
 
 def test_pending_routes() -> None:
-    assert ("POST", "/api/2fa/verify") in PENDING_ROUTES
-    assert ("POST", "/api/logout") in PENDING_ROUTES
-    assert ("GET", "/api/2fa/verify") not in PENDING_ROUTES
-    assert ("GET", "/api/profile") not in PENDING_ROUTES
-    assert ("GET", "/patients") not in PENDING_ROUTES
+    """A pending login (second factor due) reaches the code check and logging out only."""
+    def reaches(method: str, path: str) -> bool:
+        access = ROUTER.access_of(method, path)
+        return access is not None and access.refusal(None, pending=True) is None
+    assert reaches("POST", "/api/2fa/verify")
+    assert reaches("POST", "/api/logout")
+    assert not reaches("GET", "/api/2fa/verify")
+    assert not reaches("GET", "/api/profile")
+    assert not reaches("GET", "/patients")
 
 
 def test_restricted_routes() -> None:
+    """A session that must first change its PIN or enroll reaches only that."""
+    restricted = signed_in("admin", restricted=True)
+
+    def reaches(method: str, path: str) -> bool:
+        access = ROUTER.access_of(method, path)
+        return access is not None and access.refusal(restricted, pending=False) is None
     for route in (("GET", "/api/profile"), ("PUT", "/api/profile"),
                   ("POST", "/api/2fa/setup/totp"), ("POST", "/api/2fa/setup/totp/verify"),
                   ("POST", "/api/2fa/backup-codes/generate"), ("POST", "/api/logout"),
                   ("GET", "/ui/account")):
-        assert route in RESTRICTED_ROUTES, route
+        assert reaches(*route), route
     for route in (("GET", "/patients"), ("POST", "/api/tokens"), ("GET", "/api/tokens"),
                   ("DELETE", "/api/profile"), ("GET", "/api/admin/users")):
-        assert route not in RESTRICTED_ROUTES, route
+        assert not reaches(*route), route
+
+
+def test_tokens_cannot_manage_credentials() -> None:
+    token = signed_in("admin", via="token")
+    for method, path in (("POST", "/api/2fa/setup/totp"), ("POST", "/api/tokens"),
+                         ("POST", "/api/2fa/backup-codes/generate")):
+        access = ROUTER.access_of(method, path)
+        assert access is not None and access.refusal(token, pending=False), path
+    assert ROUTER.access_of("GET", "/api/tokens").refusal(token, pending=False) is None  # type: ignore[union-attr]
 
 
 def test_route_set_alternatives_are_each_full_matches() -> None:

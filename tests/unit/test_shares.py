@@ -19,6 +19,7 @@ from orthanc_nas.images.shares import (
     TOKEN_LENGTH,
     Share,
     ShareGone,
+    ShareLimits,
     SharePinRequired,
     Shares,
     ShareUnknown,
@@ -69,7 +70,8 @@ def env(tmp_path: Path) -> Env:
     clock = ManualClock()
     keys = KeyRing(b"k" * 32)
     shares = Shares(db, keys, clock, Audit(db, clock, b"k" * 32), PinHasher(4),
-                    pin_max_attempts=PIN_MAX, view_seconds=VIEW_SECONDS)
+                    pin_max_attempts=PIN_MAX, view_seconds=VIEW_SECONDS,
+                    limits=ShareLimits(72, 720, 3, 50))
     return Env(db, clock, keys, shares, add_user(db, "alice"), add_user(db, "bob"))
 
 

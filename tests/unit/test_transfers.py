@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from orthanc_nas import orthanc_api
 from orthanc_nas.api import transfers
-from orthanc_nas.images.catalog import OrthancError
+from orthanc_nas.orthanc_api import OrthancError
 
 
 class FakeOrthanc:
@@ -36,7 +37,7 @@ class FakeOrthanc:
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transfers.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(orthanc_api.time, "sleep", lambda _s: None)
 
 
 @pytest.mark.parametrize(("body", "resources"), [

@@ -1,1 +1,25 @@
-"""The plugin's REST routes, grouped by who uses them."""
+"""The plugin's HTTP routes: each module's ``ROUTES``, declared next to their endpoints."""
+
+from __future__ import annotations
+
+from .. import pages
+from ..routing import Route
+from . import (
+    account,
+    admin,
+    audit,
+    dashboard,
+    health,
+    images,
+    login,
+    nas,
+    native,
+    shares,
+    transfers,
+)
+
+ROUTES: tuple[Route, ...] = (
+    *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *nas.ROUTES, *images.ROUTES,
+    *shares.ROUTES, *dashboard.ROUTES, *health.ROUTES, *transfers.ROUTES, *native.ROUTES,
+    *pages.ROUTES,
+)

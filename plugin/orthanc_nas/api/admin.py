@@ -2,211 +2,104 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import config
-from ..auth import lockout
-from ..auth.users import User, UserError, valid_username
-from ..db import Transaction
-from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
+from ..accounts import UserChange
+from ..auth.access import ADMIN_ONLY
+from ..routing import Call, route
+from ..web import ApiError, Response, field_of, json_body, json_response
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services import Services
 
 
-def revoke_tokens(app: App, tx: Transaction, user: User, actor: str, ip: str,
-                  reasons: list[str]) -> int:
-    """Ends every API token of ``user``: a token must not outlive what ended the owner's
-    right to it (account disabled or deleted, PIN or second factor reset by an admin)."""
-    count = app.tokens.revoke_all(tx, user.id)
-    if count:
-        app.audit.record("tokens_revoked", actor=actor, ip=ip, tx=tx, target=user.username,
-                         count=count, reason=", ".join(reasons))
-    return count
+def list_users(svc: Services, call: Call) -> Response:
+    return json_response({"users": svc.accounts.listing()})
 
 
-def register(router: Router, app: App) -> None:
-    def list_users(request: Request) -> Response:
-        app.require_admin(request)
-        now = app.clock.now()
-        locks = app.lockout()
-        users = []
-        for u in app.users.all():
-            state = locks.state(u.id)
-            shown = {**u.public(now), **state.public()}
-            shown["locked"] = shown["locked"] or state.locked_sources > 0
-            users.append(shown)
-        return json_response({"users": users})
+def create_user(svc: Services, call: Call) -> Response:
+    data = json_body(call.request, svc.max_body)
+    user = svc.accounts.create(
+        call.caller.name, call.ip, username=field_of(data, "username", str, max_len=64),
+        role=field_of(data, "role", str), pin=field_of(data, "pin", str, max_len=1024),
+        display_name=field_of(data, "display_name", str, required=False, default="",
+                              max_len=100),
+        email=field_of(data, "email", str, required=False, default="", max_len=200))
+    return json_response({"user": user.public(svc.clock.now())})
 
-    def create_user(request: Request) -> Response:
-        admin = app.require_admin(request)
-        data = json_body(request, app.max_body)
-        username = field_of(data, "username", str, max_len=64)
-        if not valid_username(username):
-            raise ApiError(400, "field username: letters, digits and . _ @ - (1 to 64)",
-                           field="username")
-        role = field_of(data, "role", str)
-        if role not in config.ROLES:
-            raise ApiError(400, f"field role must be one of {config.ROLES}", field="role")
-        pin = field_of(data, "pin", str, max_len=1024)
-        display = field_of(data, "display_name", str, required=False, default="", max_len=100)
-        email = field_of(data, "email", str, required=False, default="", max_len=200)
-        app.auth.validate_new_pin(pin, username, display, email)
-        pin_hash = app.auth.hasher.hash(pin)
-        with app.db.transaction() as tx:
-            try:
-                user_id = app.users.create(tx, username=username, role=role, pin_hash=pin_hash,
-                                           now=app.clock.now(), display_name=display,
-                                           email=email, must_change_pin=True)
-            except UserError as exc:
-                raise ApiError(409, str(exc), field="username") from exc
-            app.audit.record("user_created", actor=admin.name, ip=request.ip, tx=tx,
-                             target=username, role=role)
-        user = app.users.get(user_id)
-        assert user is not None
-        return json_response({"user": user.public(app.clock.now())})
 
-    def update_user(request: Request, user_id: str) -> Response:
-        admin = app.require_admin(request)
-        data = json_body(request, app.max_body)
-        target = app.users.get(int(user_id))
-        if target is None:
-            raise ApiError(404, "no such user")
-        changes: dict[str, Any] = {}
-        role = field_of(data, "role", str, required=False)
-        if role is not None:
-            if role not in config.ROLES:
-                raise ApiError(400, f"field role must be one of {config.ROLES}", field="role")
-            changes["role"] = role
-        enabled = field_of(data, "enabled", bool, required=False)
-        if enabled is not None:
-            changes["enabled"] = int(enabled)
-        for name, limit in (("display_name", 100), ("email", 200)):
-            value = field_of(data, name, str, required=False, max_len=limit)
-            if value is not None:
-                changes[name] = value
-        pin = field_of(data, "pin", str, required=False, max_len=1024)
-        if pin is not None:
-            app.auth.validate_new_pin(pin, target.username,
-                                      changes.get("display_name", target.display_name),
-                                      changes.get("email", target.email))
-            changes["pin_hash"] = app.auth.hasher.hash(pin)
-            changes["must_change_pin"] = 1
-        unlock = field_of(data, "unlock", bool, required=False, default=False)
-        reset_2fa = field_of(data, "reset_2fa", bool, required=False, default=False)
-        if not changes and not unlock and not reset_2fa:
-            raise ApiError(400, "nothing to change")
-        with app.db.transaction() as tx:
-            if changes:
-                app.users.update(tx, target.id, **changes)
-            if unlock:
-                lockout.unlock(tx, target.id)
-            if reset_2fa:
-                app.auth.reset_two_factor(tx, target.id)
-            if app.users.enabled_admins(tx) == 0:
-                raise ApiError(409, "at least one enabled admin must remain")
-            ended = 0
-            if {"role", "enabled", "pin_hash"} & set(changes) or reset_2fa:
-                ended = app.sessions.end_all(tx, target.id)
-            disabled = changes.get("enabled") == 0
-            reasons = [reason for reason, done in (("account disabled", disabled),
-                                                   ("PIN reset", "pin_hash" in changes),
-                                                   ("two-factor reset", reset_2fa)) if done]
-            if reasons:
-                revoke_tokens(app, tx, target, admin.name, request.ip, reasons)
-            if disabled or changes.get("role") == "viewer":
-                app.shares.revoke_all_of(tx, target.id, admin.name, request.ip,
-                                         "account disabled" if disabled else "role viewer")
-            fields = sorted(set(changes) - {"pin_hash"} | ({"pin"} if pin else set()))
-            if fields:
-                app.audit.record("user_updated", actor=admin.name, ip=request.ip, tx=tx,
-                                 target=target.username, fields=fields, sessions_ended=ended,
-                                 **{k: v for k, v in changes.items() if k in ("role", "enabled")})
-            if unlock:
-                app.audit.record("user_unlocked", actor=admin.name, ip=request.ip, tx=tx,
-                                 target=target.username)
-            if reset_2fa:
-                app.audit.record("two_factor_reset", actor=admin.name, ip=request.ip, tx=tx,
-                                 target=target.username)
-        user = app.users.get(target.id)
-        assert user is not None
-        return json_response({"user": user.public(app.clock.now())})
+def update_user(svc: Services, call: Call) -> Response:
+    data = json_body(call.request, svc.max_body)
+    change = UserChange(
+        role=field_of(data, "role", str, required=False),
+        enabled=field_of(data, "enabled", bool, required=False),
+        display_name=field_of(data, "display_name", str, required=False, max_len=100),
+        email=field_of(data, "email", str, required=False, max_len=200),
+        pin=field_of(data, "pin", str, required=False, max_len=1024),
+        unlock=field_of(data, "unlock", bool, required=False, default=False),
+        reset_2fa=field_of(data, "reset_2fa", bool, required=False, default=False))
+    user = svc.accounts.update(call.caller.name, call.ip, int(call.args[0]), change)
+    return json_response({"user": user.public(svc.clock.now())})
 
-    def delete_user(request: Request, user_id: str) -> Response:
-        admin = app.require_admin(request)
-        target = app.users.get(int(user_id))
-        if target is None:
-            raise ApiError(404, "no such user")
-        if target.id == admin.user.id:
-            raise ApiError(409, "you cannot delete your own account")
-        with app.db.transaction() as tx:
-            app.shares.revoke_all_of(tx, target.id, admin.name, request.ip, "account deleted")
-            revoke_tokens(app, tx, target, admin.name, request.ip, ["account deleted"])
-            tx.execute("DELETE FROM users WHERE id = ?", (target.id,))
-            if app.users.enabled_admins(tx) == 0:
-                raise ApiError(409, "at least one enabled admin must remain")
-            app.audit.record("user_deleted", actor=admin.name, ip=request.ip, tx=tx,
-                             target=target.username)
-        return json_response({"status": "deleted"})
 
-    def target_user(user_id: str) -> User:
-        user = app.users.get(int(user_id))
-        if user is None:
-            raise ApiError(404, "no such user")
-        return user
+def delete_user(svc: Services, call: Call) -> Response:
+    svc.accounts.delete(call.caller.user, call.ip, int(call.args[0]))
+    return json_response({"status": "deleted"})
 
-    def list_user_tokens(request: Request, user_id: str) -> Response:
-        app.require_admin(request)
-        user = target_user(user_id)
-        return json_response({"user": {"id": user.id, "username": user.username},
-                              "tokens": app.tokens.list_for(user.id)})
 
-    def revoke_user_token(request: Request, user_id: str, token_id: str) -> Response:
-        admin = app.require_admin(request)
-        user = target_user(user_id)
-        with app.db.transaction() as tx:
-            if not app.tokens.revoke(tx, user.id, int(token_id)):
-                raise ApiError(404, "no such token")
-            app.audit.record("token_revoked", actor=admin.name, ip=request.ip, tx=tx,
-                             target=user.username, token=int(token_id), by="admin")
-        return json_response({"status": "revoked"})
+def list_user_tokens(svc: Services, call: Call) -> Response:
+    user = svc.accounts.get(int(call.args[0]))
+    return json_response({"user": {"id": user.id, "username": user.username},
+                          "tokens": svc.tokens.list_for(user.id)})
 
-    def get_2fa_config(request: Request) -> Response:
-        app.require_admin(request)
-        meta = app.settings.meta("two_factor")
-        return json_response({"config": app.two_factor(),
-                              "source": "runtime" if meta else "orthanc.json",
-                              "runtime_override": app.settings.get("two_factor"),
-                              "updated": meta})
 
-    def set_2fa_config(request: Request) -> Response:
-        admin = app.require_admin(request)
-        data = json_body(request, app.max_body)
-        before = app.two_factor()
-        schema = config.SCHEMA["two_factor"]
-        assert not isinstance(schema, config.Field)
-        try:
-            merged = config.validate_section(schema, {**before, **data},
-                                             f"{config.SECTION}.two_factor")
-        except config.ConfigError as exc:
-            raise ApiError(400, str(exc), field=exc.key.rsplit(".", 1)[-1]) from exc
-        override = {**(app.settings.get("two_factor") or {}), **data}
-        with app.db.transaction() as tx:
-            app.settings.put(tx, "two_factor", override, admin.name)
-            changed = {k: merged[k] for k in merged if merged[k] != before[k]}
-            app.audit.record("two_factor_config_changed", actor=admin.name, ip=request.ip,
-                             tx=tx, changes=changed)
-            if before["enabled"] and not merged["enabled"]:
-                app.audit.record("security_alert", actor=admin.name, ip=request.ip, tx=tx,
-                                 alert="two-factor authentication disabled system-wide")
-        return json_response({"config": app.two_factor(), "source": "runtime"})
+def revoke_user_token(svc: Services, call: Call) -> Response:
+    user = svc.accounts.get(int(call.args[0]))
+    svc.accounts.revoke_token(call.caller.name, call.ip, user, int(call.args[1]),
+                              by_admin=True)
+    return json_response({"status": "revoked"})
 
-    router.add("GET", r"/api/admin/users", list_users)
-    router.add("POST", r"/api/admin/users", create_user)
-    router.add("PUT", r"/api/admin/users/([0-9]{1,12})", update_user)
-    router.add("DELETE", r"/api/admin/users/([0-9]{1,12})", delete_user)
-    router.add("GET", r"/api/admin/users/([0-9]{1,12})/tokens", list_user_tokens)
-    router.add("DELETE", r"/api/admin/users/([0-9]{1,12})/tokens/([0-9]{1,12})",
-               revoke_user_token)
-    router.add("GET", r"/api/2fa/config", get_2fa_config)
-    router.add("POST", r"/api/2fa/config", set_2fa_config)
+
+def get_2fa_config(svc: Services, call: Call) -> Response:
+    meta = svc.settings.meta("two_factor")
+    return json_response({"config": svc.two_factor(),
+                          "source": "runtime" if meta else "orthanc.json",
+                          "runtime_override": svc.settings.get("two_factor"),
+                          "updated": meta})
+
+
+def set_2fa_config(svc: Services, call: Call) -> Response:
+    admin = call.caller
+    data = json_body(call.request, svc.max_body)
+    before = svc.two_factor()
+    schema = config.SCHEMA["two_factor"]
+    assert not isinstance(schema, config.Field)
+    try:
+        merged = config.validate_section(schema, {**before, **data},
+                                         f"{config.SECTION}.two_factor")
+    except config.ConfigError as exc:
+        raise ApiError(400, str(exc), field=exc.key.rsplit(".", 1)[-1]) from exc
+    override = {**(svc.settings.get("two_factor") or {}), **data}
+    with svc.db.transaction() as tx:
+        svc.settings.put(tx, "two_factor", override, admin.name)
+        changed = {k: merged[k] for k in merged if merged[k] != before[k]}
+        svc.audit.record("two_factor_config_changed", actor=admin.name, ip=call.ip, tx=tx,
+                         changes=changed)
+        if before["enabled"] and not merged["enabled"]:
+            svc.audit.record("security_alert", actor=admin.name, ip=call.ip, tx=tx,
+                             alert="two-factor authentication disabled system-wide")
+    return json_response({"config": svc.two_factor(), "source": "runtime"})
+
+
+USER = r"/api/admin/users/([0-9]{1,12})"
+ROUTES = (
+    route("GET", r"/api/admin/users", list_users, ADMIN_ONLY),
+    route("POST", r"/api/admin/users", create_user, ADMIN_ONLY),
+    route("PUT", USER, update_user, ADMIN_ONLY),
+    route("DELETE", USER, delete_user, ADMIN_ONLY),
+    route("GET", f"{USER}/tokens", list_user_tokens, ADMIN_ONLY),
+    route("DELETE", f"{USER}/tokens/([0-9]{{1,12}})", revoke_user_token, ADMIN_ONLY),
+    route("GET", r"/api/2fa/config", get_2fa_config, ADMIN_ONLY),
+    route("POST", r"/api/2fa/config", set_2fa_config, ADMIN_ONLY),
+)

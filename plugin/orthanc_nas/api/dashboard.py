@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..web import Request, Response, Router, json_response
+from ..routing import Call, route
+from ..web import Response, json_response
 from .images import viewer_of
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services import Services
 
 
-def register(router: Router, app: App) -> None:
-    def stats(request: Request) -> Response:
-        principal = app.principal(request)
-        admin = principal.user.role == "admin"
-        visible = None if admin else app.catalog.visible_studies(viewer_of(principal))
-        return json_response(app.dashboard.stats(
-            principal.user.id, principal.name, admin,
-            None if visible is None else len(visible)))
+def stats(svc: Services, call: Call) -> Response:
+    caller = call.caller
+    visible = None if caller.is_admin else svc.catalog.visible_studies(viewer_of(caller))
+    return json_response(svc.dashboard.stats(caller.user.id, caller.name, caller.is_admin,
+                                             None if visible is None else len(visible)))
 
-    router.add("GET", r"/api/dashboard/stats", stats)
+
+ROUTES = (route("GET", r"/api/dashboard/stats", stats),)

@@ -4,60 +4,65 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..auth.access import PENDING, PUBLIC, SESSION
 from ..auth.service import LoginResult
 from ..auth.sessions import PENDING_COOKIE, SESSION_COOKIE
-from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
+from ..routing import Call, route
+from ..web import Request, Response, field_of, json_body, json_response
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services import Services
 
 
-def register(router: Router, app: App) -> None:
-    def session_response(request: Request, result: LoginResult) -> Response:
-        secure = app.cookie_secure(request)
-        if result.status == "2fa_required":
-            response = json_response({"status": "2fa_required"})
-            response.set_cookie(PENDING_COOKIE, result.raw_session, secure=secure)
-            return response
-        principal_restricted = (result.user.must_change_pin
-                                or app.backend.must_enroll_totp(result.user))
-        response = json_response({
-            "status": "ok",
-            "user": result.user.public(app.clock.now()),
-            "must_change_pin": result.user.must_change_pin,
-            "must_enroll_totp": app.backend.must_enroll_totp(result.user),
-            "next": "/ui/account" if principal_restricted else "/app/explorer.html",
-        })
-        response.set_cookie(SESSION_COOKIE, result.raw_session, secure=secure)
-        response.set_cookie(PENDING_COOKIE, "", secure=secure, max_age=0)
+def _session_response(svc: Services, request: Request, result: LoginResult) -> Response:
+    secure = svc.site.cookie_secure(request)
+    if result.status == "2fa_required":
+        response = json_response({"status": "2fa_required"})
+        response.set_cookie(PENDING_COOKIE, result.raw_session, secure=secure)
         return response
+    must_enroll = svc.backend.must_enroll_totp(result.user)
+    response = json_response({
+        "status": "ok",
+        "user": result.user.public(svc.clock.now()),
+        "must_change_pin": result.user.must_change_pin,
+        "must_enroll_totp": must_enroll,
+        "next": ("/ui/account" if result.user.must_change_pin or must_enroll
+                 else "/app/explorer.html"),
+    })
+    response.set_cookie(SESSION_COOKIE, result.raw_session, secure=secure)
+    response.set_cookie(PENDING_COOKIE, "", secure=secure, max_age=0)
+    return response
 
-    def login(request: Request) -> Response:
-        data = json_body(request, app.max_body)
-        username = field_of(data, "username", str, max_len=64)
-        pin = field_of(data, "pin", str, max_len=1024)
-        result = app.auth.login(username, pin, request.ip,
-                                request.headers.get("user-agent", ""))
-        return session_response(request, result)
 
-    def verify(request: Request) -> Response:
-        pending = app.backend.pending(request)
-        if pending is None or pending.session_hash is None:
-            raise ApiError(403, "no login in progress (it may have expired): log in again")
-        code = field_of(json_body(request, app.max_body), "code", str, max_len=32)
-        result = app.auth.verify_second_factor(pending.session_hash, pending.user, code,
-                                               request.ip, request.headers.get("user-agent", ""))
-        return session_response(request, result)
+def login(svc: Services, call: Call) -> Response:
+    data = json_body(call.request, svc.max_body)
+    username = field_of(data, "username", str, max_len=64)
+    pin = field_of(data, "pin", str, max_len=1024)
+    result = svc.auth.login(username, pin, call.ip, call.request.headers.get("user-agent", ""))
+    return _session_response(svc, call.request, result)
 
-    def logout(request: Request) -> Response:
-        principal = app.backend.authenticate(request) or app.backend.pending(request)
-        if principal is not None and principal.session_hash is not None:
-            app.auth.logout(principal.session_hash, principal.user, request.ip)
-        response = json_response({"status": "logged_out"})
-        for name in (SESSION_COOKIE, PENDING_COOKIE):
-            response.set_cookie(name, "", secure=app.cookie_secure(request), max_age=0)
-        return response
 
-    router.add("POST", r"/api/login", login)
-    router.add("POST", r"/api/2fa/verify", verify)
-    router.add("POST", r"/api/logout", logout)
+def verify(svc: Services, call: Call) -> Response:
+    pending = call.caller  # the pending login (the router checked there is one)
+    assert pending.session_hash is not None
+    code = field_of(json_body(call.request, svc.max_body), "code", str, max_len=32)
+    result = svc.auth.verify_second_factor(pending.session_hash, pending.user, code, call.ip,
+                                           call.request.headers.get("user-agent", ""))
+    return _session_response(svc, call.request, result)
+
+
+def logout(svc: Services, call: Call) -> Response:
+    caller = call.principal
+    if caller is not None and caller.session_hash is not None:
+        svc.auth.logout(caller.session_hash, caller.user, call.ip)
+    response = json_response({"status": "logged_out"})
+    for name in (SESSION_COOKIE, PENDING_COOKIE):
+        response.set_cookie(name, "", secure=svc.site.cookie_secure(call.request), max_age=0)
+    return response
+
+
+ROUTES = (
+    route("POST", r"/api/login", login, PUBLIC),
+    route("POST", r"/api/2fa/verify", verify, PENDING),
+    route("POST", r"/api/logout", logout, SESSION),
+)

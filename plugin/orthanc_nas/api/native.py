@@ -19,17 +19,19 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from ..images.catalog import OrthancError
-from ..web import JSON_TYPE, ApiError, Request, Response, Router, json_response
+from ..auth.access import POLICY
+from ..orthanc_api import OrthancError
+from ..routing import Call, route
+from ..web import JSON_TYPE, ApiError, Request, Response, json_response
 from .transfers import BODY_MAX, as_object, forward, status_of
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services import Services
 
 _ID = "[^/]+"
 _QUERY = f"/queries/{_ID}"
 # (methods, URI pattern): every built-in route of Orthanc that parses a JSON request body.
-ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
+_ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("POST",), f"/(?:patients|studies|series|instances)/{_ID}/(?:anonymize|modify)"),
     (("POST",), f"/studies/{_ID}/(?:merge|split)"),
     (("GET", "PUT", "DELETE"), f"/(?:modalities|peers)/{_ID}"),
@@ -42,7 +44,6 @@ ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
                 "|dicom-echo|find)"),
     (("GET", "PUT"), "/tools/accepted-transfer-syntaxes"),
 )
-ROUTE_PATTERNS = tuple(pattern for _, pattern in ROUTES)
 # Built-in routes that can run as a job: a synchronous call would hold the interpreter (and so
 # every HTTP decision) on plugin 4.0 for as long as the work lasts.
 _JOBS = re.compile("|".join((
@@ -67,26 +68,25 @@ def _uri(request: Request) -> str:
     return request.path + ("?" + urlencode(dict(request.query)) if request.query else "")
 
 
-def native(app: App, request: Request) -> Response:
+def native(svc: Services, call: Call) -> Response:
     """The built-in route, once the filter (role) and the router (body) admitted it."""
-    app.principal(request)
+    request = call.request
     try:
         if request.method == "GET":
-            return _answer(app.orthanc.get_bytes(_uri(request)))
+            return _answer(svc.orthanc.get_bytes(_uri(request)))
         if request.method == "DELETE":
-            app.orthanc.delete(request.path)
+            svc.orthanc.delete(request.path)
             return _answer(b"{}")
         if request.method == "PUT":
-            return _answer(app.orthanc.put_bytes(request.path, request.body))
+            return _answer(svc.orthanc.put_bytes(request.path, request.body))
         if _JOBS.fullmatch(request.path):
-            return json_response(forward(app.orthanc, request.path, request.body,
+            return json_response(forward(svc.orthanc, request.path, request.body,
                                          as_object(request.body)))
-        return _answer(app.orthanc.post_bytes(request.path, request.body))
+        return _answer(svc.orthanc.post_bytes(request.path, request.body))
     except OrthancError as exc:
         raise ApiError(status_of(exc), f"Orthanc refused the request: {exc}") from exc
 
 
-def register(router: Router, app: App) -> None:
-    for methods, pattern in ROUTES:
-        for method in methods:
-            router.add(method, pattern, lambda request: native(app, request), body_max=BODY_MAX)
+ROUTES = tuple(route(method, pattern, native, POLICY, body_max=BODY_MAX)
+               for methods, pattern in _ROUTES for method in methods)
+ROUTE_PATTERNS = tuple(pattern for _, pattern in _ROUTES)

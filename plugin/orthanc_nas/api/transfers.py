@@ -9,23 +9,20 @@ these routes are the only place where the studies they name can be known.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import jsonbound
 from ..audit import FAILURE, SUCCESS
 from ..audit.access import Study
-from ..images.catalog import OrthancError
-from ..web import ApiError, Request, Response, Router, json_response
+from ..auth.access import POLICY
+from ..orthanc_api import OrthancError, run_job
+from ..routing import Call, route
+from ..web import ApiError, Response, json_response
 
 if TYPE_CHECKING:
-    from ..app import App
-    from ..auth.backend import Principal
+    from ..services import Services
 
-ROUTE_PATTERNS = ("/modalities/([^/]+)/(store|move)", "/peers/([^/]+)/store",
-                  "/tools/(create-archive|create-media|create-media-extended)")
 BODY_MAX = 16 * 2**20  # bytes; 100,000 Orthanc IDs in a bulk request take 4.6 MB
 SYNC_ARCHIVE_MAX = 512 * 2**20  # larger archives: ask for a job ("Asynchronous": true)
 _NOT_FOUND = ("inexistent", "unknown resource", "unknown modality", "unknown peer")
@@ -62,24 +59,6 @@ def as_object(body: bytes) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def run_job(orthanc: Any, path: str, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Runs the built-in route as a job and waits for it outside the interpreter lock (a
-    synchronous call would hold it, on plugin 4.0, for as long as the work lasts); returns
-    the job's ID and content."""
-    job = orthanc.post(path, json.dumps({**request, "Asynchronous": True}).encode())
-    if not (isinstance(job, dict) and "ID" in job):
-        raise OrthancError("Orthanc did not start a job")
-    delay = 0.02
-    while True:
-        info = orthanc.get(f"/jobs/{job['ID']}")
-        if info.get("State") == "Success":
-            return str(job["ID"]), info.get("Content", {})
-        if info.get("State") == "Failure":
-            raise OrthancError(str(info.get("ErrorDescription") or "the job failed"))
-        time.sleep(delay)  # releases the interpreter: the filter keeps serving meanwhile
-        delay = min(delay * 2, 1.0)
-
-
 def forward(orthanc: Any, path: str, body: bytes, request: dict[str, Any] | None) -> Any:
     """A send as the caller asked: a job's description, or (synchronous) its outcome."""
     if request is None or request.get("Asynchronous"):  # as the caller asked
@@ -105,49 +84,57 @@ def status_of(exc: OrthancError) -> int:
     return 400 if any(word in text for word in _BAD_REQUEST) else 502
 
 
-def register(router: Router, app: App) -> None:
-    def audited(request: Request, principal: Principal, event: str, studies: list[Study],
-                details: dict[str, Any], what: str, run: Callable[[], Any]) -> Any:
-        """Runs ``run`` and records its outcome once per study (once if none is known)."""
-        try:
-            answer, outcome, error = run(), SUCCESS, None
-        except OrthancError as exc:
-            answer, outcome, error = None, FAILURE, exc
-        if error is not None:
-            details = {**details, "error": str(error)[:200]}
-        for study in studies or [Study("", "", "")]:
-            app.audit.record(event, actor=principal.name, ip=request.ip, outcome=outcome,
-                             target=study.study_id, patient_id=study.patient_id,
-                             study_uid=study.study_uid, **details)
-        if error is not None:
-            raise ApiError(status_of(error), f"Orthanc could not {what}: {error}")
-        return answer
+def _audited(svc: Services, call: Call, event: str, studies: list[Study],
+             details: dict[str, Any], what: str, run: Callable[[], Any]) -> Any:
+    """Runs ``run`` and records its outcome once per study (once if none is known)."""
+    try:
+        answer, outcome, error = run(), SUCCESS, None
+    except OrthancError as exc:
+        answer, outcome, error = None, FAILURE, exc
+    if error is not None:
+        details = {**details, "error": str(error)[:200]}
+    for study in studies or [Study("", "", "")]:
+        svc.audit.record(event, actor=call.caller.name, ip=call.ip, outcome=outcome,
+                         target=study.study_id, patient_id=study.patient_id,
+                         study_uid=study.study_uid, **details)
+    if error is not None:
+        raise ApiError(status_of(error), f"Orthanc could not {what}: {error}")
+    return answer
 
-    def studies_of(body: dict[str, Any] | None) -> list[Study]:
-        return [s for r in _store_resources(body)
-                if (s := app.access.study_of_any(r)) is not None]
 
-    def send(request: Request, destination: str, operation: str = "store") -> Response:
-        principal = app.principal(request)
-        kind = "modality" if request.path.startswith("/modalities/") else "peer"
-        body = as_object(request.body)
-        if operation == "move":
-            event, studies = "retrieve_requested", _move_studies(body)
-        else:
-            event, studies = "instances_sent", studies_of(body)
-        return json_response(audited(
-            request, principal, event, studies, {kind: destination}, operation,
-            lambda: forward(app.orthanc, request.path, request.body, body)))
+def _studies_of(svc: Services, body: dict[str, Any] | None) -> list[Study]:
+    return [s for r in _store_resources(body) if (s := svc.access.study_of_any(r)) is not None]
 
-    def create(request: Request, kind: str) -> Response:
-        principal = app.principal(request)
-        body = as_object(request.body)
-        answer: Response = audited(
-            request, principal, "study_downloaded", studies_of(body), {"route": kind}, kind,
-            lambda: export(app.orthanc, request.path, request.body, body))
-        return answer
 
-    router.add("POST", r"/modalities/([^/]+)/(store|move)", send, body_max=BODY_MAX)
-    router.add("POST", r"/peers/([^/]+)/store", send, body_max=BODY_MAX)
-    router.add("POST", r"/tools/(create-archive|create-media|create-media-extended)", create,
-               body_max=BODY_MAX)
+def send(svc: Services, call: Call) -> Response:
+    request = call.request
+    destination = call.args[0]
+    operation = call.args[1] if len(call.args) > 1 else "store"
+    kind = "modality" if request.path.startswith("/modalities/") else "peer"
+    body = as_object(request.body)
+    if operation == "move":
+        event, studies = "retrieve_requested", _move_studies(body)
+    else:
+        event, studies = "instances_sent", _studies_of(svc, body)
+    return json_response(_audited(
+        svc, call, event, studies, {kind: destination}, operation,
+        lambda: forward(svc.orthanc, request.path, request.body, body)))
+
+
+def create(svc: Services, call: Call) -> Response:
+    request = call.request
+    kind = call.args[0]
+    body = as_object(request.body)
+    answer: Response = _audited(
+        svc, call, "study_downloaded", _studies_of(svc, body), {"route": kind}, kind,
+        lambda: export(svc.orthanc, request.path, request.body, body))
+    return answer
+
+
+ROUTES = (
+    route("POST", r"/modalities/([^/]+)/(store|move)", send, POLICY, body_max=BODY_MAX),
+    route("POST", r"/peers/([^/]+)/store", send, POLICY, body_max=BODY_MAX),
+    route("POST", r"/tools/(create-archive|create-media|create-media-extended)", create, POLICY,
+          body_max=BODY_MAX),
+)
+ROUTE_PATTERNS = tuple(r.pattern.pattern for r in ROUTES)

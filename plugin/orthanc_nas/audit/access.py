@@ -15,11 +15,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..clock import Clock
 from ..db import Database
-from ..images.catalog import ORTHANC_ID, orthanc_patient_id
+from ..orthanc_api import ORTHANC_ID, OrthancApi, orthanc_patient_id
 from .trail import Audit
 
 _NATIVE = re.compile(rf"/(patients|studies|series|instances)/({ORTHANC_ID})(/[^?]*)?")
@@ -76,14 +76,6 @@ def classify(method: str, path: str, query: Mapping[str, str]) -> tuple[str, str
     return None
 
 
-class Resolver(Protocol):
-    """Orthanc's REST API, as much as the recorder needs (raises on unknown resources)."""
-
-    def get(self, uri: str) -> Any: ...
-
-    def post(self, uri: str, body: bytes) -> Any: ...
-
-
 @dataclass(frozen=True)
 class Study:
     study_id: str
@@ -96,7 +88,7 @@ EVENTS = {"access": "instances_accessed", "export": "study_downloaded",
 
 
 class AccessRecorder:
-    def __init__(self, db: Database, audit: Audit, orthanc: Resolver, clock: Clock,
+    def __init__(self, db: Database, audit: Audit, orthanc: OrthancApi, clock: Clock,
                  on_error: Callable[[str], None]) -> None:
         self._db = db
         self._audit = audit

@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
 from ..db import Database
 from ..web import Request, origin_of
-from .policy import PENDING_ROUTES, PUBLIC_ROUTES, RESTRICTED_ROUTES, Policy, body_allowance
+from .access import PUBLIC, Access, Kind, Principal
+from .policy import ORTHANC_PUBLIC, Policy, body_allowance
 from .sessions import PENDING_COOKIE, SESSION_COOKIE, TOUCH_INTERVAL, Sessions
 from .tokens import Tokens
 from .users import User, Users
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: a user through a session cookie, a pending login, or a token."""
-
-    user: User
-    via: str  # "session", "pending" or "token"
-    session_hash: str | None = None
-    token_id: int | None = None
-    must_enroll_totp: bool = False
-
-    @property
-    def restricted(self) -> bool:
-        """Must change the PIN or enroll TOTP before anything else."""
-        return self.user.must_change_pin or self.must_enroll_totp
-
-    @property
-    def name(self) -> str:
-        return self.user.username
 
 
 def same_origin(request: Request, public_origin: str | None) -> bool:
@@ -62,10 +42,15 @@ CACHE_ENTRIES = 10_000
 ANONYMOUS_BODY_MAX = 2**20  # bytes; a login or a share's PIN takes well under 1 KB
 
 
+# What the plugin's route of (method, path) requires; None for Orthanc's own routes.
+Declared = Callable[[str, str], Access | None]
+
+
 class AuthBackend:
     def __init__(self, users: Users, sessions: Sessions, tokens: Tokens, policy: Policy,
                  two_factor: Callable[[], dict[str, Any]], public_origin: str | None,
-                 db: Database, clock: Clock) -> None:
+                 db: Database, clock: Clock, declared: Declared) -> None:
+        self._declared = declared
         self._users = users
         self._sessions = sessions
         self._tokens = tokens
@@ -143,27 +128,33 @@ class AuthBackend:
         return Principal(user, "pending", session.id_hash)
 
     def decide(self, request: Request) -> tuple[bool, Principal | None]:
-        """The filter's decision (a public route, or an authenticated caller the policy
-        admits), and the caller it was made for (if any)."""
-        route = (request.method, request.path)
-        if route in PUBLIC_ROUTES:
-            return (request.method in SAFE_METHODS or (
+        """The filter's decision, and the caller it was made for (if any): a plugin route
+        admits whom its declaration says; Orthanc's own routes, whom the role policy says."""
+        method, path = request.method, request.path
+        access = self._declared(method, path)
+        if access is None and (method, path) in ORTHANC_PUBLIC:
+            access = PUBLIC
+        if access is not None and access.kind is Kind.PUBLIC:
+            return (method in SAFE_METHODS or (
                 self._declared_small(request) and self._origin_ok(request, cookie=False))), None
         principal = self.authenticate(request)
         if principal is None:
-            if route in PENDING_ROUTES and self.pending(request) is not None:
+            if (access is not None and access.kind in (Kind.PENDING, Kind.SESSION)
+                    and self.pending(request) is not None):
                 return self._declared_small(request) and self._origin_ok(
                     request, cookie=True), None
             return False, None
-        if request.method not in SAFE_METHODS and not self._origin_ok(
+        if method not in SAFE_METHODS and not self._origin_ok(
                 request, cookie=principal.via == "session"):
             return False, principal
+        if access is not None and access.kind is not Kind.POLICY:
+            return access.filter_admits(principal), principal
         if principal.restricted:
-            return route in RESTRICTED_ROUTES, principal
-        limit = body_allowance(request.method, request.path)
+            return False, principal
+        limit = body_allowance(method, path)
         if limit is not None and not self._declared_small(request, limit):
             return False, principal
-        return self.policy.allows(principal.user.role, request.method, request.path), principal
+        return self.policy.allows(principal.user.role, method, path), principal
 
     @staticmethod
     def _declared_small(request: Request, limit: int = ANONYMOUS_BODY_MAX) -> bool:

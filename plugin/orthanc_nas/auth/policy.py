@@ -1,4 +1,5 @@
-"""Who may do what: public routes, the role policy (data), and the restricted-session routes."""
+"""Who may use Orthanc's own routes: its public static files, the role policy (data), and
+what the filter lets through of bodies it cannot see."""
 
 from __future__ import annotations
 
@@ -7,42 +8,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Reachable without a session. Static shells hold no patient data: Orthanc Explorer's page
-# and libraries load, then its first API call is refused and our extension sends the
-# browser to the login page.
-PUBLIC: tuple[tuple[str, str], ...] = (
-    ("GET", r"/"),  # redirects to the login page, the account page or Orthanc Explorer
-    ("GET", r"/api/health"),
-    ("POST", r"/api/login"),
-    # Page shells (no data): their handler sends visitors without a session to the login page
-    # and refuses the admin pages to others; the data comes from the API, which is guarded.
-    ("GET", r"/ui/(login|account|admin|nas|images|dashboard)"),
-    # Share links: their handlers check the link, its PIN and the viewing session.
-    ("GET", r"/s/[A-Za-z0-9_-]{43}(/(viewer|content|download|preview/[0-9a-f-]{44}))?"),
-    ("GET", r"/api/shared/[A-Za-z0-9_-]{43}"),
-    ("POST", r"/api/shared/[A-Za-z0-9_-]{43}/open"),
-    ("GET", r"/ui/assets/[A-Za-z0-9_.-]+"),
+# Orthanc's own files reachable without a session. Static shells hold no patient data: Orthanc
+# Explorer's page and libraries load, then its first API call is refused and our extension
+# sends the browser to the login page. (The plugin's routes declare their own access.)
+ORTHANC_STATIC: tuple[tuple[str, str], ...] = (
     ("GET", r"/app/(explorer\.html|explorer\.js|explorer\.css|favicon\.ico"
             r"|images/[A-Za-z0-9_./-]+|libs/[A-Za-z0-9_./-]+|[a-z-]+\.(js|css|png|gif|svg|ico))"),
     ("GET", r"/plugins/explorer\.js"),
     ("GET", r"/favicon\.ico"),
 )
-# A pending login (PIN accepted, second factor due) may only do this.
-PENDING: tuple[tuple[str, str], ...] = (
-    ("POST", r"/api/2fa/verify"),
-    ("POST", r"/api/logout"),
-)
-# A session that must first change its PIN or enroll TOTP may only do this.
-RESTRICTED: tuple[tuple[str, str], ...] = (
-    ("GET", r"/api/profile"),
-    ("PUT", r"/api/profile"),
-    ("POST", r"/api/2fa/setup/totp"),
-    ("POST", r"/api/2fa/setup/totp/verify"),
-    ("POST", r"/api/2fa/backup-codes/generate"),
-    ("POST", r"/api/logout"),
-    ("GET", r"/ui/account"),
-)
-
 # Built-in routes that read a JSON body the plugin cannot take over (see api/native.py), and
 # the largest body the filter lets through: their body is read by Orthanc's recursive parser.
 OPTIONS_BODY_MAX = 256  # bytes: 128 levels at most, where jsoncpp needs about 200 to crash
@@ -105,6 +79,4 @@ def body_allowance(method: str, path: str) -> int | None:
 
 
 _UNSEEN = [(m, re.compile(p), limit) for m, p, limit in UNSEEN_BODIES]
-PUBLIC_ROUTES = RouteSet(PUBLIC)
-PENDING_ROUTES = RouteSet(PENDING)
-RESTRICTED_ROUTES = RouteSet(RESTRICTED)
+ORTHANC_PUBLIC = RouteSet(ORTHANC_STATIC)

@@ -106,6 +106,9 @@ class Users:
         tx.execute(f"UPDATE users SET {sets} WHERE id = ?",  # noqa: S608 (column names checked)
                    (*values.values(), user_id))
 
+    def delete(self, tx: Transaction, user_id: int) -> None:
+        tx.execute("DELETE FROM users WHERE id = ?", (user_id,))
+
     def enabled_admins(self, tx: Transaction) -> int:
         row = tx.one("SELECT COUNT(*) AS n FROM users WHERE role = 'admin' AND enabled = 1")
         return int(row["n"]) if row else 0

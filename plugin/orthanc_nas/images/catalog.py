@@ -6,18 +6,16 @@ semantics); who owns, who was given, and which tags come from the plugin databas
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..clock import Clock
 from ..db import Database, Row, Transaction
+from ..orthanc_api import ORTHANC_ID, OrthancApi, OrthancError
 
-# Orthanc's resource identifiers: five dash-separated groups of eight hex digits.
-ORTHANC_ID = r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}"
 TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:-]{0,39}")
 DATE_RE = re.compile(r"\d{8}")
 INDEX_BATCH = 200  # more unknown studies than this: one expanded find instead of N reads
@@ -25,18 +23,6 @@ INDEX_BATCH = 200  # more unknown studies than this: one expanded find instead o
 OWNER, JOINED, UNOWNED, KNOWN = "owner", "joined", "unowned", "known"
 SORTS = {"date": "StudyDate", "patient_name": "PatientName", "patient_id": "PatientID",
          "description": "StudyDescription", "uploaded": "uploaded_at"}
-
-
-class OrthancError(Exception):
-    """Orthanc refused or failed a call (an unknown resource, a bad file...)."""
-
-
-class Orthanc(Protocol):
-    def get(self, uri: str) -> Any: ...
-
-    def get_bytes(self, uri: str) -> bytes: ...
-
-    def post(self, uri: str, body: bytes) -> Any: ...
 
 
 class NotVisible(LookupError):
@@ -77,27 +63,12 @@ class Filters:
     offset: int = 0
 
 
-def _orthanc_id(text: str) -> str:
-    h = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
-    return "-".join(h[i:i + 8] for i in range(0, 40, 8))
-
-
-def orthanc_study_id(patient_id: str, study_uid: str) -> str:
-    """Orthanc's identifier of a study: SHA-1 of ``PatientID|StudyInstanceUID``, dashed."""
-    return _orthanc_id(f"{patient_id}|{study_uid}")
-
-
-def orthanc_patient_id(patient_id: str) -> str:
-    """Orthanc's identifier of a patient: SHA-1 of ``PatientID``, dashed."""
-    return _orthanc_id(patient_id)
-
-
 def valid_tag(tag: str) -> bool:
     return TAG_RE.fullmatch(tag) is not None
 
 
 class Catalog:
-    def __init__(self, db: Database, orthanc: Orthanc, clock: Clock,
+    def __init__(self, db: Database, orthanc: OrthancApi, clock: Clock,
                  nas_state: Callable[[list[str]], dict[str, str]]) -> None:
         self._db = db
         self._orthanc = orthanc

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..db import Database
-from .catalog import Orthanc
+from ..orthanc_api import OrthancApi
 from .shares import LIVE
 
 DAY = 86400.0
@@ -17,7 +17,7 @@ CACHE_SECONDS = 30.0
 
 
 class Dashboard:
-    def __init__(self, db: Database, orthanc: Orthanc, clock: Clock,
+    def __init__(self, db: Database, orthanc: OrthancApi, clock: Clock,
                  nas_status: Callable[[], dict[str, Any]]) -> None:
         self._db = db
         self._orthanc = orthanc

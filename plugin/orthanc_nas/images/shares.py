@@ -36,6 +36,27 @@ class SharePinRequired(PermissionError):
     """The link needs its PIN, or the PIN given is wrong."""
 
 
+MIN_EXPIRY_HOURS = 1 / 60  # a link for the length of a phone call
+
+
+class ShareRejected(ValueError):
+    """A link asked for beyond the limits of orthanc.json; ``field`` names what."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ShareLimits:
+    """orthanc.json's ``shares`` section: what a new link may ask for, and its defaults."""
+
+    default_expiry_hours: int
+    max_expiry_hours: int
+    default_max_views: int
+    max_views: int
+
+
 @dataclass(frozen=True)
 class Share:
     id: int
@@ -73,7 +94,9 @@ class Share:
 
 class Shares:
     def __init__(self, db: Database, keys: KeyRing, clock: Clock, audit: Audit,
-                 hasher: PinHasher, *, pin_max_attempts: int, view_seconds: float) -> None:
+                 hasher: PinHasher, *, pin_max_attempts: int, view_seconds: float,
+                 limits: ShareLimits) -> None:
+        self.limits = limits
         self._db = db
         self._keys = keys
         self._clock = clock
@@ -86,8 +109,23 @@ class Shares:
         return self._keys.mac("share-link", token)
 
     def create(self, *, level: str, resource_id: str, study_id: str, user_id: int,
-               actor: str, ip: str, expires_in_hours: float, max_views: int,
+               actor: str, ip: str, expires_in_hours: float | None, max_views: int | None,
                pin: str | None, allow_download: bool) -> tuple[Share, str]:
+        """A new link; ``ShareRejected`` when it asks for more than the limits allow (None:
+        the default)."""
+        limits = self.limits
+        if expires_in_hours is None:
+            expires_in_hours = limits.default_expiry_hours
+        if not MIN_EXPIRY_HOURS <= expires_in_hours <= limits.max_expiry_hours:
+            raise ShareRejected("expires_in_hours", "field expires_in_hours must be from 1 "
+                                f"minute to {limits.max_expiry_hours} hours")
+        if max_views is None:
+            max_views = limits.default_max_views
+        if not 1 <= max_views <= limits.max_views:
+            raise ShareRejected("max_views", f"field max_views must be from 1 to "
+                                f"{limits.max_views}")
+        if pin is not None and len(pin) < 4:
+            raise ShareRejected("pin", "field pin must have at least 4 characters")
         token = secrets.token_urlsafe(32)
         now = self._clock.now()
         pin_hash = self._hasher.hash(pin) if pin else None

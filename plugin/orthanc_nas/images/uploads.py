@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..audit import Audit
-from ..auth.backend import Principal
+from ..auth.access import Principal
 from ..db import Database
+from ..orthanc_api import orthanc_study_id
 from ..web import Request
-from .catalog import JOINED, Catalog, orthanc_study_id
+from .catalog import JOINED, Catalog
 
 UPLOAD_ROLES = frozenset({"user", "admin"})
 
