@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .. import pages
 from ..routing import Route
 from . import (
     account,
@@ -14,6 +13,7 @@ from . import (
     login,
     nas,
     native,
+    pages,
     shares,
     transfers,
 )
