@@ -401,7 +401,7 @@ class App:
             return {"ok": True, "enabled": False}
         remembered, asked = self.gate_stats()
         return {"ok": True, "enabled": True, "allowed_from_memory": remembered,
-                "asked": asked}
+                "asked": asked, "cleared": self.db.generation}
 
     def _check_forwarding(self) -> dict[str, Any]:
         if self.forwarder is None:
