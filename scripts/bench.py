@@ -9,7 +9,8 @@ and goals are printed; every raw figure goes to a JSON file.
 Figures: 1 C-STORE ingest with the mirror draining, 2 ingest with the NAS down, 3 authorized
 reads (wrk), 4 reads while a mirror backlog drains, 5 drain MB/s vs smbclient's mput, 6 end to
 end vs ingest + smbclient, 7 login vs one bare bcrypt check, 8 RSS after a large ingest (both
-Orthancs restarted first, so that the pairs' heap history does not dominate).
+Orthancs restarted first, so that the pairs' heap history does not dominate), 9 reads by many
+users at once (``Sizes.users`` sessions, each logged in with TOTP, rotated request by request).
 
     scripts/bench [--pairs N] [--smoke] [--out FILE] [--read-seconds S] [--keep]
 """
@@ -73,12 +74,29 @@ class Sizes:
     logins: int  # logins (and bare bcrypt checks) per pair
     memory: int  # instances ingested for the RSS figure (RSS also read at half)
     read_fixture: int  # instances of the study read by GET /studies/<id>
+    users: int  # sessions reading at once in figure 9
 
 
 FULL = Sizes(small=1000, big=200, per_series=100, read_seconds=5, logins=7, memory=10_000,
-             read_fixture=20)
+             read_fixture=20, users=50)
 SMOKE = Sizes(small=20, big=4, per_series=10, read_seconds=1, logins=2, memory=200,
-              read_fixture=5)
+              read_fixture=5, users=50)
+CROWD_ROLE = "user"  # a role that must use TOTP
+CROWD_REFRESH = 20 * 60.0  # seconds: sessions checked again before the idle timeout (30 min)
+# wrk: one request per session in turn (requests formatted once per thread); the same script,
+# cookies included, on both sides so that they parse the same headers.
+CROWD_LUA = """local cookies = {%s}
+local requests, i = {}, 0
+function init(args)
+  for _, cookie in ipairs(cookies) do
+    requests[#requests + 1] = wrk.format(nil, nil, {["Cookie"] = cookie})
+  end
+end
+function request()
+  i = i %% #requests + 1
+  return requests[i]
+end
+"""
 
 
 # ---- the figures ------------------------------------------------------------------------------
@@ -122,6 +140,12 @@ def figures(sizes: Sizes) -> list[Figure]:
                "delta", "", plugin_only=True),
         Figure("worker_rss_half_mib", 8, f"Mirror worker RSS after {half:,} (V: none)", "MiB",
                "delta", "", plugin_only=True),
+        Figure("reads_many_users", 9, f"GET /studies/<id>, {sizes.users} sessions in turn",
+               "req/s", "ratio", ">=", 0.70),
+        Figure("reads_many_users_p99", 9, f"GET /studies/<id>, {sizes.users} sessions p99",
+               "ms", "delta", "<=", 1.0),
+        Figure("many_users_from_memory", 9, "  of which allowed from the gate's memory", "%",
+               "delta", ">=", 90.0, plugin_only=True),
     ]
 
 
@@ -319,10 +343,13 @@ def worker_pid(side: Side) -> int:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def wrk(url: str, seconds: int, cookie: str | None) -> dict[str, float]:
+def wrk(url: str, seconds: int, cookie: str | None, script: Path | None = None) -> dict[
+        str, float]:
     cmd = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "--timeout", "30s"]
     if cookie:
         cmd += ["-H", f"Cookie: {cookie}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     done = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60)
     out = done.stdout
     if done.returncode != 0:
@@ -356,6 +383,8 @@ class Bench:
         self.vanilla_server: VanillaServer | None = None
         self.plugin_server: OrthancServer | None = None
         self.extra: dict[str, Any] = {}
+        self.crowd: list[Client] = []
+        self.crowd_checked = 0.0  # time.monotonic() when the crowd's sessions were last checked
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -404,6 +433,8 @@ class Bench:
         cookie = self.admin.http.cookies.get("onas_session")
         assert cookie, "no session cookie after the admin's login"
         self.viewer, self.viewer_account = make_user(self.admin, "benchviewer", "viewer")
+        if self.only is None or 9 in self.only:
+            self.crowd = self.make_crowd(self.sizes.users)
         self.vanilla = Side("vanilla", self.vanilla_server, requests.Session(), None)
         self.plugin = Side("plugin", self.plugin_server, self.admin.http,
                            f"onas_session={cookie}")
@@ -426,6 +457,54 @@ class Bench:
         print(f"  data: {len(self.ingest_files)} ingest files "
               f"({self.ingest_bytes / 1e6:.1f} MB), {len(self.memory_files)} for memory; "
               f"study {self.study_id}", flush=True)
+
+    def make_crowd(self, count: int) -> list[Client]:
+        """``count`` users created through the admin API (one after the other: one admin
+        session), then onboarded (PIN changed, TOTP enrolled) and logged in again with TOTP,
+        a few at a time."""
+        accounts = []
+        temp = "Temporary-PIN-4711"
+        for i in range(count):
+            r = self.admin.post("/api/admin/users", {"username": f"benchcrowd{i:03}",
+                                                     "role": CROWD_ROLE, "pin": temp})
+            if r.status_code != 200:
+                raise RuntimeError(f"creating a crowd user answered {r.status_code}: {r.text}")
+            accounts.append(Account(f"benchcrowd{i:03}", temp, CROWD_ROLE))
+
+        def onboard(account: Account) -> Client:
+            self.admin.server.client().onboard(account, "Own-Secret-PIN-0815")
+            assert account.totp_secret, f"{account.username} enrolled no TOTP"
+            client = self.admin.server.client()  # a fresh browser: PIN, then TOTP
+            r = client.login(account)
+            if r.json().get("status") != "ok" or not client.http.cookies.get("onas_session"):
+                raise RuntimeError(f"{account.username}: TOTP login answered {r.text[:200]}")
+            return client
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            crowd = list(pool.map(onboard, accounts))
+        self.crowd_checked = time.monotonic()
+        return crowd
+
+    def crowd_script(self) -> Path:
+        """The wrk script rotating over the crowd's session cookies (checked alive first when
+        the last check is old: a check is a request, and it would move ``last_seen``)."""
+        if time.monotonic() - self.crowd_checked > CROWD_REFRESH:
+            for client in self.crowd:
+                client.ensure_logged_in()
+            self.crowd_checked = time.monotonic()
+        cookies = [f"onas_session={c.http.cookies.get('onas_session')}" for c in self.crowd]
+        script = self.root / "crowd.lua"
+        script.write_text(CROWD_LUA % ", ".join(json.dumps(c) for c in cookies))
+        return script
+
+    def gate_stats(self) -> dict[str, int]:
+        """The C gate's counters (requests allowed from memory, asked of Python) and how often
+        its memory was cleared."""
+        r = self.admin.get("/api/health")
+        gate: dict[str, Any] = r.json()["checks"]["gate"]
+        if not gate.get("enabled"):
+            raise RuntimeError(f"the C gate is not enabled: {gate}")
+        return {k: int(gate[k]) for k in ("allowed_from_memory", "asked", "cleared")}
 
     def stop(self) -> None:
         for server in (self.plugin_server, self.vanilla_server):
@@ -619,6 +698,28 @@ class Bench:
                 self.results.add(key, side.name, r["rps"], pair, p50_ms=r["p50_ms"])
                 self.results.add(f"{key}_p99", side.name, r["p99_ms"], pair)
 
+    def fig9_many_users(self, pair: int) -> None:
+        """The read of figure 3 by many sessions at once, one request per session in turn:
+        every session's ``last_seen`` is written now and then, which must not make the gate
+        forget what it allowed the others."""
+        d = self.sizes.read_seconds
+        path = f"/studies/{self.study_id}"
+        script = self.crowd_script()
+        r = wrk(self.vanilla.server.url + path, d, None, script)
+        self.results.add("reads_many_users", "vanilla", r["rps"], pair, p50_ms=r["p50_ms"])
+        self.results.add("reads_many_users_p99", "vanilla", r["p99_ms"], pair)
+        before = self.gate_stats()
+        r = wrk(self.plugin.server.url + path, d, None, script)
+        after = self.gate_stats()
+        delta = {k: after[k] - before[k] for k in after}
+        delta["asked"] -= 1  # the second gate_stats() call itself
+        total = delta["allowed_from_memory"] + delta["asked"]
+        share = 100.0 * delta["allowed_from_memory"] / max(total, 1)
+        self.results.add("reads_many_users", "plugin", r["rps"], pair, p50_ms=r["p50_ms"],
+                         sessions=len(self.crowd))
+        self.results.add("reads_many_users_p99", "plugin", r["p99_ms"], pair)
+        self.results.add("many_users_from_memory", "plugin", share, pair, **delta)
+
     def fig4_reads_while_draining(self, pair: int) -> None:
         d = self.sizes.read_seconds
         path = f"/studies/{self.study_id}"
@@ -718,6 +819,7 @@ class Bench:
             ("3 authorized reads", self.fig3_reads),
             ("4 reads while the mirror drains", self.fig4_reads_while_draining),
             ("7 login", self.fig7_login),
+            ("9 reads by many users at once", self.fig9_many_users),
         ]
         self.extra["foreign"] = []
         for pair in range(1, self.pairs + 1):

@@ -44,7 +44,9 @@ class Database(Protocol):
 
     def transaction(self, *, invalidates: bool = True) -> AbstractContextManager[Transaction]:
         """A ``Transaction`` committed on success, rolled back on error (writer lock).
-        ``invalidates=False`` only for writes that cannot change authentication state."""
+        ``invalidates=False`` only for writes that can change neither what the filter decides
+        nor a cached caller (users, sessions begun or ended, tokens, settings all invalidate):
+        activity marks such as ``last_seen``, logs, queues, counters read afresh each time."""
 
     def one(self, sql: str, params: Params = ()) -> Row | None: ...
 

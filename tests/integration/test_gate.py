@@ -70,3 +70,25 @@ def test_remembered_reads_expire_on_the_servers_clock(orthanc: OrthancServer,
     assert reader.get("/studies").status_code == 200  # remembered
     orthanc.advance_clock(31 * 60)  # idle timeout (30 min) passed on the test clock
     assert reader.get("/studies").status_code == 403
+
+
+def test_others_being_active_does_not_make_the_gate_forget(orthanc: OrthancServer,
+                                                           admin: Client) -> None:
+    """Each session's last_seen is written at most every 30 s: with many people logged in
+    that is several writes a second, and none of them may clear what the gate remembers."""
+    others = [make_user(admin, f"gate-other-{i}", "viewer")[0] for i in range(4)]
+    seen = [o.get("/api/profile").json()["session"]["last_seen"] for o in others]
+    orthanc.advance_clock(20)
+    reader = make_user(admin, "gate-reader", "viewer")[0]
+    assert reader.get("/system").status_code == 200
+    assert reader.get("/system").status_code == 200  # remembered for about 30 s from now
+    orthanc.advance_clock(11)  # the others' last_seen is due to be written, the reader's not
+    before = gate(orthanc)
+    for other in others:
+        assert other.get("/patients").status_code == 200  # writes its last_seen...
+        assert reader.get("/system").status_code == 200  # ...and the gate still knows
+    after = gate(orthanc)
+    assert after["allowed_from_memory"] - before["allowed_from_memory"] == len(others)
+    assert after["cleared"] == before["cleared"]
+    touched = [o.get("/api/profile").json()["session"]["last_seen"] for o in others]
+    assert all(t >= s + 30 for s, t in zip(seen, touched, strict=True))  # they were written

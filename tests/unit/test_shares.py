@@ -283,3 +283,19 @@ def test_list_states_and_creators(env: Env) -> None:
     assert [s["id"] for s in env.shares.list(env.bob)] == [bobs.id]
     assert len(env.shares.list(env.alice)) == 4
     assert all("token_hash" not in s and "pin_hash" not in s for s in everything)
+
+
+def test_only_revocation_clears_remembered_decisions(env: Env) -> None:
+    """Share links are checked afresh by their own routes: creating, opening, PIN guesses and
+    expiry must not make the filter forget what it remembered of logged-in users."""
+    generation = env.db.generation
+    share, token = env.create(pin=PIN, hours=1)
+    with pytest.raises(SharePinRequired):
+        env.shares.open(token, "Wrong-0000", "10.0.0.9")
+    env.shares.open(token, PIN, "10.0.0.9")
+    env.clock.advance(HOUR)
+    with pytest.raises(ShareGone, match="expired"):
+        env.shares.open(token, PIN, "10.0.0.9")
+    assert env.audit("share_expired") and env.db.generation == generation
+    assert env.shares.revoke(share.id, env.alice, "alice", "10.0.0.1")
+    assert env.db.generation == generation + 1

@@ -30,7 +30,8 @@ def _gate(svc: Services) -> dict[str, Any]:
     if svc.gate_stats is None:
         return {"ok": True, "enabled": False}
     remembered, asked = svc.gate_stats()
-    return {"ok": True, "enabled": True, "allowed_from_memory": remembered, "asked": asked}
+    return {"ok": True, "enabled": True, "allowed_from_memory": remembered, "asked": asked,
+            "cleared": svc.db.generation}
 
 
 def _forwarding(svc: Services) -> dict[str, Any]:

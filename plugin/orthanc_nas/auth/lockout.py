@@ -177,7 +177,9 @@ class Throttle:
 
     def failed(self, key: str) -> None:
         now = self._clock.now()
-        with self._db.transaction() as tx:
+        # Read afresh at each login only: nothing remembered depends on it, and a stranger's
+        # wrong PINs must not clear everyone's remembered decisions.
+        with self._db.transaction(invalidates=False) as tx:
             tx.execute(
                 "INSERT INTO throttle (key, window_start, count) VALUES (?, ?, 1)"
                 " ON CONFLICT(key) DO UPDATE SET"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 
@@ -74,9 +75,13 @@ class Sessions:
             self.end(session.id_hash)
             return None
         if not pending and now - session.last_seen >= TOUCH_INTERVAL:
-            with self._db.transaction() as tx:
-                tx.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?",
-                           (now, session.id_hash))
+            # Activity only: who may do what is unchanged, so what the gate and the principal
+            # cache remember stays (their windows end by last_seen + TOUCH_INTERVAL anyway).
+            with self._db.transaction(invalidates=False) as tx:
+                if not tx.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?",
+                                  (now, session.id_hash)):
+                    return None  # ended meanwhile
+            session = dataclasses.replace(session, last_seen=now)
         return session
 
     def end(self, id_hash: str, tx: Transaction | None = None) -> bool:

@@ -65,7 +65,7 @@ class Tokens:
         if now >= expires_at:
             return None
         if row["last_used_at"] is None or now - row["last_used_at"] >= TOUCH_INTERVAL:
-            with self._db.transaction() as tx:
+            with self._db.transaction(invalidates=False) as tx:  # bookkeeping, not access
                 tx.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (now, row["id"]))
         return TokenOwner(row["id"], row["user_id"], expires_at)
 

@@ -110,7 +110,9 @@ class Catalog:
         return outcome
 
     def assign(self, study_id: str, user_id: int, by: str) -> None:
-        with self._db.transaction() as tx:
+        # Which studies one sees is checked by the plugin's routes at each request, never by
+        # the filter: nothing remembered depends on it.
+        with self._db.transaction(invalidates=False) as tx:
             tx.execute("INSERT OR IGNORE INTO study_assignments VALUES (?, ?, ?, ?)",
                        (study_id, user_id, by, self._clock.now()))
 
@@ -333,12 +335,12 @@ class Catalog:
         return out
 
     def add_tag(self, study_id: str, tag: str, by: str) -> bool:
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             return tx.execute("INSERT OR IGNORE INTO study_tags VALUES (?, ?, ?, ?)",
                               (study_id, tag, by, self._clock.now())) == 1
 
     def remove_tag(self, study_id: str, tag: str) -> bool:
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             return tx.execute("DELETE FROM study_tags WHERE study_id = ? AND tag = ?",
                               (study_id, tag)) == 1
 

@@ -129,7 +129,9 @@ class Shares:
         token = secrets.token_urlsafe(32)
         now = self._clock.now()
         pin_hash = self._hasher.hash(pin) if pin else None
-        with self._db.transaction() as tx:
+        # Share links are checked afresh by their own routes, never remembered: only their
+        # revocation clears remembered decisions (kept for safety).
+        with self._db.transaction(invalidates=False) as tx:
             share_id = tx.insert(
                 "INSERT INTO shares (token_hash, level, resource_id, study_id, created_by,"
                 " created_at, expires_at, max_views, pin_hash, allow_download)"
@@ -163,7 +165,7 @@ class Shares:
         if share.revoked_at is not None:
             raise ShareGone("revoked")
         if self._clock.now() >= share.expires_at:
-            with self._db.transaction() as tx:
+            with self._db.transaction(invalidates=False) as tx:
                 if tx.execute("UPDATE shares SET expiry_audited = 1 WHERE id = ?"
                               " AND expiry_audited = 0", (share.id,)):
                     self._audit.record("share_expired", actor=f"share:{share.id}", ip="",
@@ -182,7 +184,7 @@ class Shares:
             self._check_pin(share, pin, ip)
         now = self._clock.now()
         raw = secrets.token_urlsafe(32)
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             counted = tx.execute(
                 f"UPDATE shares SET views = views + 1, last_opened_at = ? WHERE id = ?"  # noqa: S608
                 f" AND {LIVE}",
@@ -202,13 +204,14 @@ class Shares:
     def _check_pin(self, share: Share, pin: str | None, ip: str) -> None:
         if not pin:
             raise SharePinRequired("PIN required")
-        with self._db.transaction() as tx:  # reserve an attempt: parallel guesses stay bounded
+        # Reserve an attempt: parallel guesses stay bounded.
+        with self._db.transaction(invalidates=False) as tx:
             if not tx.execute("UPDATE shares SET pin_failures = pin_failures + 1 WHERE id = ?"
                               " AND pin_failures < ?", (share.id, self.pin_max_attempts)):
                 raise ShareGone("locked after wrong PINs")
         row = self._db.one("SELECT pin_hash FROM shares WHERE id = ?", (share.id,))
         if row is not None and self._hasher.verify(pin, row["pin_hash"]):
-            with self._db.transaction() as tx:
+            with self._db.transaction(invalidates=False) as tx:
                 tx.execute("UPDATE shares SET pin_failures = pin_failures - 1 WHERE id = ?",
                            (share.id,))
             return

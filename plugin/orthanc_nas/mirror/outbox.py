@@ -113,7 +113,7 @@ class Outbox:
 
     def record_deleted(self, instance_id: str) -> None:
         """Orthanc deleted the instance and deletions propagate: remove it from the NAS."""
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             row = tx.one("SELECT state, spool, remote_path FROM mirror_queue"
                          " WHERE instance_id = ?", (instance_id,))
             if row is None:
@@ -137,7 +137,7 @@ class Outbox:
         """Queues instances Orthanc holds that the mirror never saw (fetched from Orthanc)."""
         now = self._clock.now()
         added = 0
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             for instance_id in instance_ids:
                 added += tx.execute("INSERT OR IGNORE INTO mirror_queue (instance_id, state,"
                                     " source, enqueued_at) VALUES (?, 'pending', ?, ?)",
@@ -145,7 +145,7 @@ class Outbox:
         return added
 
     def retry(self, instance_ids: list[str] | None) -> int:
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             if instance_ids is None:
                 return tx.execute("UPDATE mirror_queue SET state = 'pending', attempts = 0,"
                                   " next_attempt_at = 0 WHERE state = 'failed'")
@@ -170,7 +170,7 @@ class Outbox:
 
     def describe(self, item: Item, *, patient_id: str, study_uid: str, series_uid: str,
                  size: int, sha256: str) -> None:
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             tx.execute("UPDATE mirror_queue SET patient_id = ?, study_uid = ?, series_uid = ?,"
                        " size = ?, sha256 = ? WHERE instance_id = ? AND gen = ?",
                        (patient_id, study_uid, series_uid, size, sha256, item.instance_id,
@@ -180,7 +180,7 @@ class Outbox:
         """Marks the item mirrored unless it was queued again meanwhile (then it runs again).
         Where its copy went is recorded either way: that file is this instance's to replace
         or delete, whichever generation is queued now."""
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             tx.execute("UPDATE mirror_queue SET remote_path = ? WHERE instance_id = ?",
                        (remote_path, item.instance_id))
             changed = tx.execute(
@@ -196,7 +196,7 @@ class Outbox:
     def failed(self, item: Item, error: str, *, retry_in: float | None) -> None:
         """Records a failed attempt; ``retry_in`` None parks the item as failed."""
         state = FAILED if retry_in is None else PENDING
-        with self._db.transaction() as tx:
+        with self._db.transaction(invalidates=False) as tx:
             tx.execute("UPDATE mirror_queue SET state = ?, attempts = attempts + 1,"
                        " next_attempt_at = ?, last_error = ? WHERE instance_id = ? AND gen = ?",
                        (state, self._clock.now() + (retry_in or 0), error[:500],

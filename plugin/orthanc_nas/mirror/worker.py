@@ -291,7 +291,7 @@ class Mirror:
 
     def write_state(self) -> None:
         total, free = self.space or (None, None)
-        with self.db.transaction() as tx:
+        with self.db.transaction(invalidates=False) as tx:
             tx.execute("INSERT OR REPLACE INTO nas_state (id, connected, last_error,"
                        " last_error_at, total_bytes, free_bytes, throughput_bps, worker_pid,"
                        " updated_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
