@@ -1,7 +1,7 @@
 """The one module that imports ``orthanc``: turns SDK callbacks into plain calls on ``App``.
 
 Differences between Python plugin 4.0 (Debian 12) and 4.2+/7.x (orthancteam images) are
-handled here and nowhere else.
+handled here and, for the REST output, in ``answer.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from urllib.parse import unquote_plus
 import orthanc
 
 from . import jsonbound
+from .answer import answer
 from .app import ROUTE_PATTERNS, App, create_app
 from .gate import Gate
 from .orthanc_api import OrthancApi, OrthancError
@@ -104,45 +105,23 @@ def _client_ip(uri: str, method: str) -> str:
     return seen[2] if seen and seen[0] == uri and seen[1] == method else ""
 
 
-def _send_status(output: Any, status: int, body: bytes) -> None:
-    try:
-        output.SendHttpStatus(status, body)  # plugin >= 4.2
-    except TypeError:
-        text = body.decode("utf-8", "replace")
-        output.SendHttpStatus(status, text, len(text.encode()))  # plugin 4.0
-
-
-def _answer(output: Any, response: Response) -> None:
-    for name, value in response.headers:
-        output.SetHttpHeader(name, value)
-    if response.redirect is not None:
-        output.SetHttpHeader("Location", response.redirect)
-        _send_status(output, response.status, b"")
-        return
-    if response.status == 200:
-        output.AnswerBuffer(response.body, response.content_type)
-        return
-    output.SetHttpHeader("Content-Type", response.content_type)
-    status = response.status
-    if status == 429:
-        # Orthanc 1.10.1 has no 429 in its enumeration, and a refused status breaks the
-        # answer: throttling is "503 Service Unavailable" with Retry-After everywhere.
-        output.SetHttpHeader("Retry-After", "60")
-        status = 503
-    _send_status(output, status, response.body)
-
-
 def _query(raw: dict[str, str] | None) -> dict[str, str]:
     """GET arguments, URL-decoded: plugin 4.0 passes them as they came (``..%2F..``)."""
     return {k: unquote_plus(v) if _ENCODED.search(v) else v for k, v in (raw or {}).items()}
 
 
+def _handle(uri: str, method: str, request: dict[str, Any]) -> Response:
+    if _app is None:
+        return Response(503, b'{"error":"starting"}')
+    return _app.handle(Request(method, uri, request.get("headers") or {},
+                               _query(request.get("get")), request.get("body") or b"",
+                               _client_ip(uri, method)))
+
+
 def _rest(output: Any, uri: str, **request: Any) -> None:
+    """Every plugin route: always an HTTP answer (answer.py), never a closed connection."""
     method = str(request.get("method", ""))
-    req = Request(method, uri, request.get("headers") or {}, _query(request.get("get")),
-                  request.get("body") or b"", _client_ip(uri, method))
-    assert _app is not None
-    _answer(output, _app.handle(req))
+    answer(output, method, uri, lambda: _handle(uri, method, request), orthanc.LogError)
 
 
 def _on_stored(dicom: Any, instance_id: str) -> None:

@@ -57,13 +57,13 @@ from .web import (
     client_ip,
     client_scheme,
     error_response,
+    redacted_path,
 )
 
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
 # POST /instances stays Orthanc's in every form (images/uploads.py says why).
 ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", *transfers.ROUTE_PATTERNS,
                   *native.ROUTE_PATTERNS)
-_SHARE_TOKEN = re.compile(r"^(/s/|/api/shared/)[^/]*")
 PLUGIN_ROUTES = re.compile("|".join(f"(?:{p})" for p in ROUTE_PATTERNS))
 REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
 
@@ -241,8 +241,8 @@ class App:
         except PinRejected as err:
             response = error_response(ApiError(400, str(err), field="pin"))
         except Exception as exc:  # a bug: say so without a stack trace or data
-            path = _SHARE_TOKEN.sub(r"\1<token>", request.path)  # tokens are secrets
-            self.log.error(f"OrthancNAS: {request.method} {path} failed: {type(exc).__name__}")
+            self.log.error(f"OrthancNAS: {request.method} {redacted_path(request.path)} "
+                           f"failed: {type(exc).__name__}")
             response = error_response(ApiError(500, "internal error"))
         response.headers.extend(SECURITY_HEADERS)
         return response

@@ -27,6 +27,14 @@ SECURITY_HEADERS = (
 )
 
 
+_SHARE_TOKEN = re.compile(r"^(/s/|/api/shared/)[^/]*")
+
+
+def redacted_path(path: str) -> str:
+    """A request path fit for a log line: share tokens are secrets."""
+    return _SHARE_TOKEN.sub(r"\1<token>", path)
+
+
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 
@@ -150,7 +158,10 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def error_response(err: ApiError) -> Response:
-    return json_response({"error": err.message, **err.extra}, err.status)
+    response = json_response({"error": err.message, **err.extra}, err.status)
+    if err.status == 405 and isinstance(err.extra.get("allowed"), list):
+        response.headers.append(("Allow", ", ".join(dict.fromkeys(err.extra["allowed"]))))
+    return response
 
 
 def redirect(location: str) -> Response:
