@@ -64,6 +64,13 @@ ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", *transfers.ROUTE_PATT
                   *native.ROUTE_PATTERNS)
 _SHARE_TOKEN = re.compile(r"^(/s/|/api/shared/)[^/]*")
 PLUGIN_ROUTES = re.compile("|".join(f"(?:{p})" for p in ROUTE_PATTERNS))
+
+
+def _loggable(path: str) -> str:
+    """The path without a share link's token (a secret)."""
+    return _SHARE_TOKEN.sub(r"\1<token>", path)
+
+
 REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -239,15 +246,22 @@ class App:
         except ApiError as err:
             response = error_response(err)
         except AuthFailed as err:
+            self.auth_failure(request)
             response = error_response(ApiError(err.status, err.message))
         except PinRejected as err:
             response = error_response(ApiError(400, str(err), field="pin"))
         except Exception as exc:  # a bug: say so without a stack trace or data
-            path = _SHARE_TOKEN.sub(r"\1<token>", request.path)  # tokens are secrets
-            self.log.error(f"OrthancNAS: {request.method} {path} failed: {type(exc).__name__}")
+            self.log.error(f"OrthancNAS: {request.method} {_loggable(request.path)} failed: "
+                           f"{type(exc).__name__}")
             response = error_response(ApiError(500, "internal error"))
         response.headers.extend(SECURITY_HEADERS)
         return response
+
+    def auth_failure(self, request: Request) -> None:
+        """One log line per refused credential (login, code, share link or PIN), read by
+        fail2ban (deploy/fail2ban): the client's address and the route, never what was typed."""
+        self.log.warning(f"OrthancNAS: authentication failure from {request.ip} on "
+                         f"{request.method} {_loggable(request.path)}")
 
     def explorer_extension(self) -> str:
         return self.pages.explorer_extension()

@@ -61,6 +61,7 @@ def register(router: Router, app: App) -> None:
             return shares.by_token(token)
         except ShareUnknown as exc:
             app.share_throttle.failed(key)
+            app.auth_failure(request)
             raise ApiError(404, "no such link") from exc
         except ShareGone as exc:
             raise gone(exc) from exc
@@ -102,6 +103,8 @@ def register(router: Router, app: App) -> None:
         try:
             share, raw = shares.open(token, pin, request.ip)
         except SharePinRequired as exc:
+            if pin:
+                app.auth_failure(request)
             raise ApiError(403, str(exc), field="pin") from exc
         except ShareGone as exc:
             raise gone(exc) from exc
