@@ -41,8 +41,9 @@ from harness import (
 from orthanc_nas.web import SECURITY_HEADERS
 
 NGINX_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-             "script-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
-             "form-action 'self'")
+             "script-src 'self' 'unsafe-hashes' "
+             "'sha256-Sii8hGRfSHoJ5vCqzknXRD7Kn5fF/c8F8MpnZ8aUqFc='; object-src 'none'; "
+             "base-uri 'self'; frame-ancestors 'none'; form-action 'self'")
 PLUGIN_CSP = dict(SECURITY_HEADERS)["Content-Security-Policy"]
 BIG = 200 * 1024 * 1024
 
