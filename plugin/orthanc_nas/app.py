@@ -236,6 +236,7 @@ class App:
             extra = {"field": err.field} if err.field else {}
             response = error_response(ApiError(err.status, str(err), **extra))
         except AuthFailed as err:
+            self.auth_failure(request)
             extra = {"field": err.field} if err.field else {}
             response = error_response(ApiError(err.status, err.message, **extra))
         except PinRejected as err:
@@ -246,6 +247,12 @@ class App:
             response = error_response(ApiError(500, "internal error"))
         response.headers.extend(SECURITY_HEADERS)
         return response
+
+    def auth_failure(self, request: Request) -> None:
+        """One log line per refused credential (login, code, share link or PIN), read by
+        fail2ban (deploy/fail2ban): the client's address and the route, never what was typed."""
+        self.log.warning(f"OrthancNAS: authentication failure from {request.ip} on "
+                         f"{request.method} {redacted_path(request.path)}")
 
     def explorer_extension(self) -> str:
         return self.pages.explorer_extension()

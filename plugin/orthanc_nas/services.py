@@ -32,6 +32,7 @@ from .orthanc_api import OrthancApi
 from .pages import Pages
 from .settings import Settings
 from .site import Site
+from .web import Request
 
 
 class Services(Protocol):
@@ -66,3 +67,5 @@ class Services(Protocol):
     def ae_owners(self) -> dict[str, str]: ...
 
     def orthanc_version(self) -> str: ...
+
+    def auth_failure(self, request: Request) -> None: ...

@@ -427,6 +427,14 @@ def test_backup_code_works_once(env: Env) -> None:
     assert left == [9, 8]
 
 
+def test_a_refused_login_logs_the_client_address_for_fail2ban(env: Env) -> None:
+    """deploy/fail2ban reads this line: the address and the route, never the name or PIN."""
+    client = Client(env.app, ip="10.0.0.9")
+    assert client.login("someone-" + WRONG_PIN, WRONG_PIN).status == 401
+    lines = [line for line in env.log.lines if "authentication failure" in line]
+    assert lines == ["OrthancNAS: authentication failure from 10.0.0.9 on POST /api/login"]
+
+
 # ---- lockout ------------------------------------------------------------------------------
 
 

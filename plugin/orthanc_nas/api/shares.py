@@ -62,6 +62,7 @@ def _lookup(svc: Services, request: Request, token: str) -> Share:
         return svc.shares.by_token(token)
     except ShareUnknown as exc:
         svc.share_throttle.failed(key)
+        svc.auth_failure(request)
         raise ApiError(404, "no such link") from exc
     except ShareGone as exc:
         raise gone(exc) from exc
@@ -123,6 +124,8 @@ def open_share(svc: Services, call: Call) -> Response:
     try:
         share, raw = svc.shares.open(token, pin, call.ip)
     except SharePinRequired as exc:
+        if pin:
+            svc.auth_failure(call.request)
         raise ApiError(403, str(exc), field="pin") from exc
     except ShareGone as exc:
         raise gone(exc) from exc
