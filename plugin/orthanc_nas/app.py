@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from . import __version__, config
+from . import __version__, config, openapi
 from .api import native, transfers
 from .audit import HEAD_FILE, Audit, read_head
 from .audit.access import AccessRecorder
@@ -147,6 +147,8 @@ class App:
                        dashboard, transfers, native):
             module.register(self.router, self)
         self.router.add("GET", r"/api/health", self._health)
+        self.router.add("GET", r"/api/openapi\.json", self._openapi)
+        self._openapi_body: bytes | None = None
         self.pages.register(self.router, self)
         self._orthanc_version: str | None = None
         self._stop = threading.Event()
@@ -369,6 +371,14 @@ class App:
         if caller is None or caller.restricted or caller.user.role != "admin":
             body = public_view(body)
         return json_response(body, status)
+
+    def _openapi(self, request: Request) -> Response:
+        """The API's description, made once from the route table (it holds no data)."""
+        if self._openapi_body is None:
+            doc = openapi.document(self.router.routes, self.backend.policy, config.ROLES,
+                                   __version__)
+            self._openapi_body = json.dumps(doc, separators=(",", ":")).encode()
+        return Response(200, self._openapi_body)
 
     def _orthanc_version_text(self) -> str:
         if self._orthanc_version is None:

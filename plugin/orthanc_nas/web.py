@@ -179,6 +179,8 @@ class Route:
     handler: Handler
     body_max: int | None  # largest body (bytes), None: the router's default
     raw_body: bool  # the body is a file (DICOM, ZIP), never parsed as JSON
+    body: Mapping[str, Any] | None = None  # JSON Schema of the body, for the API description
+    produces: tuple[str, ...] = (JSON_TYPE,)  # what a success answers (media types)
 
 
 class Router:
@@ -192,8 +194,15 @@ class Router:
         self._body_max = body_max
 
     def add(self, method: str, pattern: str, handler: Handler, *, body_max: int | None = None,
-            raw_body: bool = False) -> None:
-        self._routes.append(Route(method, re.compile(pattern), handler, body_max, raw_body))
+            raw_body: bool = False, body: Mapping[str, Any] | None = None,
+            produces: tuple[str, ...] = (JSON_TYPE,)) -> None:
+        """A route; ``body`` and ``produces`` only describe it (``openapi``)."""
+        self._routes.append(Route(method, re.compile(pattern), handler, body_max, raw_body, body,
+                                  produces))
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes)
 
     def dispatch(self, request: Request) -> Response:
         allowed: list[str] = []

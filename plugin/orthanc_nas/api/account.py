@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..openapi import INTEGER, obj, text
 from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
 
 if TYPE_CHECKING:
@@ -136,10 +137,15 @@ def register(router: Router, app: App) -> None:
         return json_response({"status": "revoked"})
 
     router.add("GET", r"/api/profile", profile)
-    router.add("PUT", r"/api/profile", update_profile)
-    router.add("POST", r"/api/2fa/setup/totp", setup_totp)
-    router.add("POST", r"/api/2fa/setup/totp/verify", confirm_totp)
-    router.add("POST", r"/api/2fa/backup-codes/generate", backup_codes)
+    router.add("PUT", r"/api/profile", update_profile, body=obj(
+        display_name=text(100), email=text(200), preferences={"type": "object"},
+        new_pin=text(1024), current_pin=text(1024)))
+    router.add("POST", r"/api/2fa/setup/totp", setup_totp, body=obj(pin=text(1024)))
+    router.add("POST", r"/api/2fa/setup/totp/verify", confirm_totp,
+               body=obj(("code",), code=text(32)))
+    router.add("POST", r"/api/2fa/backup-codes/generate", backup_codes,
+               body=obj(("pin",), pin=text(1024)))
     router.add("GET", r"/api/tokens", list_tokens)
-    router.add("POST", r"/api/tokens", create_token)
+    router.add("POST", r"/api/tokens", create_token,
+               body=obj(("name",), name=text(100), expires_in_days=INTEGER))
     router.add("DELETE", r"/api/tokens/([0-9]{1,12})", revoke_token)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..auth.users import UserError, valid_username
+from ..openapi import BOOLEAN, obj, text
 from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
 
 if TYPE_CHECKING:
@@ -152,8 +153,13 @@ def register(router: Router, app: App) -> None:
         return json_response({"config": app.two_factor(), "source": "runtime"})
 
     router.add("GET", r"/api/admin/users", list_users)
-    router.add("POST", r"/api/admin/users", create_user)
-    router.add("PUT", r"/api/admin/users/([0-9]{1,12})", update_user)
+    role = {"enum": list(config.ROLES)}
+    router.add("POST", r"/api/admin/users", create_user, body=obj(
+        ("username", "role", "pin"), username=text(64), role=role, pin=text(1024),
+        display_name=text(100), email=text(200)))
+    router.add("PUT", r"/api/admin/users/([0-9]{1,12})", update_user, body=obj(
+        role=role, enabled=BOOLEAN, display_name=text(100), email=text(200), pin=text(1024),
+        unlock=BOOLEAN, reset_2fa=BOOLEAN))
     router.add("DELETE", r"/api/admin/users/([0-9]{1,12})", delete_user)
     router.add("GET", r"/api/2fa/config", get_2fa_config)
     router.add("POST", r"/api/2fa/config", set_2fa_config)

@@ -9,7 +9,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..audit import FAILURE, HEAD_FILE, AuditQuery, read_head
-from ..web import ApiError, Request, Response, Router, int_param, json_response, search_params
+from ..openapi import SEARCH_VALUE, obj
+from ..web import (
+    JSON_TYPE,
+    ApiError,
+    Request,
+    Response,
+    Router,
+    int_param,
+    json_response,
+    search_params,
+)
 
 if TYPE_CHECKING:
     from ..app import App
@@ -75,6 +85,8 @@ def register(router: Router, app: App) -> None:
                              problem=result.problem)
         return json_response(result.public())
 
-    router.add("GET", r"/api/audit", search)
-    router.add("POST", r"/api/audit/search", search)
+    router.add("GET", r"/api/audit", search, produces=(JSON_TYPE, "text/csv; charset=utf-8"))
+    router.add("POST", r"/api/audit/search", search, body=obj(**dict.fromkeys(
+        ("user", "event", "outcome", "patient", "study", "target", "since", "until", "limit",
+         "offset", "format"), SEARCH_VALUE)))
     router.add("GET", r"/api/audit/verify", verify)

@@ -18,6 +18,7 @@ from ..images.catalog import (
     Viewer,
     valid_tag,
 )
+from ..openapi import BOOLEAN, INTEGER, SEARCH_VALUE, obj, text
 from ..web import (
     ApiError,
     Request,
@@ -187,11 +188,15 @@ def register(router: Router, app: App) -> None:
     router.add("POST", r"/instances", upload, raw_body=True)
     router.add("GET", r"/instances", list_instances)
     router.add("GET", r"/api/images", search)
-    router.add("POST", r"/api/images/search", search)
+    router.add("POST", r"/api/images/search", search, body=obj(**dict.fromkeys(
+        ("patient_name", "patient_id", "modality", "date_from", "date_to", "description",
+         "tag", "uploader", "sort", "limit", "offset"), SEARCH_VALUE)))
     router.add("GET", rf"/api/images/{ID}", detail)
-    router.add("POST", rf"/api/images/{ID}/tags", add_tag)
+    router.add("POST", rf"/api/images/{ID}/tags", add_tag, body=obj(("tag",), tag=text(40)))
     router.add("DELETE", rf"/api/images/{ID}/tags/([^/]+)", remove_tag)
-    router.add("POST", rf"/api/images/{ID}/assign", assign)
-    router.add("POST", rf"/api/images/{ID}/share", share)
+    router.add("POST", rf"/api/images/{ID}/assign", assign,
+               body=obj(("username",), username=text(64)))
+    router.add("POST", rf"/api/images/{ID}/share", share, body=obj(
+        expires_in_hours=INTEGER, max_views=INTEGER, pin=text(128), allow_download=BOOLEAN))
     router.add("GET", r"/api/admin/ae-owners", get_ae_owners)
     router.add("PUT", r"/api/admin/ae-owners", set_ae_owners)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..auth.service import LoginResult
 from ..auth.sessions import PENDING_COOKIE, SESSION_COOKIE
+from ..openapi import obj, text
 from ..web import ApiError, Request, Response, Router, field_of, json_body, json_response
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def register(router: Router, app: App) -> None:
             response.set_cookie(name, "", secure=app.cookie_secure(request), max_age=0)
         return response
 
-    router.add("POST", r"/api/login", login)
-    router.add("POST", r"/api/2fa/verify", verify)
+    router.add("POST", r"/api/login", login,
+               body=obj(("username", "pin"), username=text(64), pin=text(1024)))
+    router.add("POST", r"/api/2fa/verify", verify, body=obj(("code",), code=text(32)))
     router.add("POST", r"/api/logout", logout)

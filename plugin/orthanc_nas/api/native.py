@@ -89,4 +89,5 @@ def native(app: App, request: Request) -> Response:
 def register(router: Router, app: App) -> None:
     for methods, pattern in ROUTES:
         for method in methods:
-            router.add(method, pattern, lambda request: native(app, request), body_max=BODY_MAX)
+            router.add(method, pattern, lambda request: native(app, request), body_max=BODY_MAX,
+                       produces=(JSON_TYPE, "application/dicom", "application/octet-stream"))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..images.catalog import ORTHANC_ID, NotVisible, OrthancError
 from ..images.shares import VIEW_COOKIE, Share, ShareGone, SharePinRequired, ShareUnknown
+from ..openapi import obj, text
 from ..web import (
     HTML_TYPE,
     ApiError,
@@ -165,9 +166,10 @@ def register(router: Router, app: App) -> None:
     router.add("GET", r"/api/shares", mine)
     router.add("DELETE", r"/api/shares/([0-9]{1,12})", revoke)
     router.add("GET", rf"/api/shared/{TOKEN}", landing_json)
-    router.add("POST", rf"/api/shared/{TOKEN}/open", open_share)
-    router.add("GET", rf"/s/{TOKEN}", landing_page)
-    router.add("GET", rf"/s/{TOKEN}/viewer", viewer_page)
+    router.add("POST", rf"/api/shared/{TOKEN}/open", open_share, body=obj(pin=text(128)))
+    router.add("GET", rf"/s/{TOKEN}", landing_page, produces=(HTML_TYPE,))
+    router.add("GET", rf"/s/{TOKEN}/viewer", viewer_page, produces=(HTML_TYPE,))
     router.add("GET", rf"/s/{TOKEN}/content", viewer_content)
-    router.add("GET", rf"/s/{TOKEN}/preview/{INSTANCE}", preview)
-    router.add("GET", rf"/s/{TOKEN}/download", download)
+    router.add("GET", rf"/s/{TOKEN}/preview/{INSTANCE}", preview, produces=("image/png",))
+    router.add("GET", rf"/s/{TOKEN}/download", download,
+               produces=("application/zip", "application/dicom"))

@@ -18,7 +18,7 @@ from .. import jsonbound
 from ..audit import FAILURE, SUCCESS
 from ..audit.access import Study
 from ..images.catalog import OrthancError
-from ..web import ApiError, Request, Response, Router, json_response
+from ..web import JSON_TYPE, ApiError, Request, Response, Router, json_response
 
 if TYPE_CHECKING:
     from ..app import App
@@ -150,4 +150,4 @@ def register(router: Router, app: App) -> None:
     router.add("POST", r"/modalities/([^/]+)/(store|move)", send, body_max=BODY_MAX)
     router.add("POST", r"/peers/([^/]+)/store", send, body_max=BODY_MAX)
     router.add("POST", r"/tools/(create-archive|create-media|create-media-extended)", create,
-               body_max=BODY_MAX)
+               body_max=BODY_MAX, produces=(JSON_TYPE, "application/zip"))

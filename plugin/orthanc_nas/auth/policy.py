@@ -13,6 +13,7 @@ from typing import Any
 PUBLIC: tuple[tuple[str, str], ...] = (
     ("GET", r"/"),  # redirects to the login page, the account page or Orthanc Explorer
     ("GET", r"/api/health"),
+    ("GET", r"/api/openapi\.json"),  # the API's description: no data
     ("POST", r"/api/login"),
     # Page shells (no data): their handler sends visitors without a session to the login page
     # and refuses the admin pages to others; the data comes from the API, which is guarded.

@@ -67,6 +67,6 @@ class Pages:
                 raise ApiError(404, "no such asset") from exc
             return Response(200, body, TYPES["." + name.rsplit(".", 1)[1]])
 
-        router.add("GET", r"/", root)
-        router.add("GET", r"/ui/([a-z]+)", page)
-        router.add("GET", r"/ui/assets/([^/]+)", asset)
+        router.add("GET", r"/", root, produces=(HTML_TYPE,))
+        router.add("GET", f"/ui/({'|'.join(PAGES)})", page, produces=(HTML_TYPE,))
+        router.add("GET", r"/ui/assets/([^/]+)", asset, produces=tuple(TYPES.values()))
