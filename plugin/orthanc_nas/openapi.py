@@ -21,8 +21,12 @@ from .auth.policy import PENDING_ROUTES, PUBLIC_ROUTES, RESTRICTED_ROUTES, Polic
 from .auth.sessions import PENDING_COOKIE, SESSION_COOKIE
 from .web import Route
 
-ERROR = {"type": "object", "required": ["error"],
-         "properties": {"error": {"type": "string"}, "field": {"type": "string"}}}
+ERROR = {"anyOf": [
+    {"type": "object", "required": ["error"],
+     "properties": {"error": {"type": "string"}, "field": {"type": "string"}}},
+    # Orthanc's own answer to a URI it cannot read, before any plugin sees the request.
+    {"type": "object", "required": ["HttpStatus", "Message"],
+     "properties": {"HttpStatus": {"type": "integer"}, "Message": {"type": "string"}}}]}
 # Values tried, in order, as an example of a path parameter (the first its regex takes).
 _EXAMPLES = ("1", "x", "-".join(["0" * 8] * 5), "A" * 43, "login", "x.css")
 _QUANTIFIER = re.compile(r"[?*+]\??|\{\d*(?:,\d*)?\}\??")
@@ -252,6 +256,10 @@ def _responses(route: Route) -> dict[str, Any]:
         "503": {"$ref": "#/components/responses/Unavailable"},
     }
     if any(media.startswith("text/html") for media in route.produces):
+        # A page's refusal is a page too (the share link's "Unknown link").
+        responses["4XX"] = {**_ERROR, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+            "text/html": {"schema": {"type": "string"}}}}
         responses["302"] = {"description": "Sent elsewhere (login page, the link's landing)",
                             "headers": {"Location": {"schema": {"type": "string"}}}}
     return responses
