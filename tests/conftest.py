@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from browser import browser  # noqa: F401 (a fixture)
 from harness import Account, Client, OrthancServer, admin_account
+
+# Fuzz tests (hypothesis): short and the same on every run unless a longer one is asked for
+# (docs/testing.md). Schemathesis's runs set their own count (ORTHANC_NAS_FUZZ_EXAMPLES).
+settings.register_profile("ci", max_examples=150, derandomize=True, deadline=None,
+                          database=None, print_blob=True)
+settings.register_profile("long", max_examples=20_000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("ORTHANC_NAS_HYPOTHESIS_PROFILE", "ci"))
 
 # Cheap bcrypt for the shared server; the timing test starts its own at a real cost.
 FAST = {"OrthancNAS": {"auth": {"bcrypt_cost": 4, "ip_max_failures": 100000}},

@@ -24,7 +24,23 @@ class TooDeep(ValueError):
 def depth(text: bytes) -> int:
     """The deepest nesting of ``[``/``{`` in ``text``, outside strings and comments; linear,
     no recursion. Never less than what a parser would reach: a stray closing bracket does not
-    lower the level below zero, and unbalanced text still gets a depth."""
+    lower the level below zero, and unbalanced text still gets a depth.
+
+    Python's ``json`` also reads UTF-16 and UTF-32 (told by their zero bytes), where a byte
+    of a character can be a quote and so hide brackets from a byte scan: such text is scanned
+    decoded too (jsoncpp reads the bytes as they are: they are scanned as well)."""
+    deepest = _scan(text)
+    encoding = json.detect_encoding(text)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        try:
+            decoded = text.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+        except UnicodeError:  # Python's json cannot read it either
+            return deepest
+        deepest = max(deepest, _scan(decoded))
+    return deepest
+
+
+def _scan(text: bytes) -> int:
     deepest = level = 0
     for token in _TOKENS.finditer(text):
         char = token.group()

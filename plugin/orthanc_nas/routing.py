@@ -51,24 +51,23 @@ class Route:
     endpoint: Endpoint
     access: Access
     body_max: int | None  # largest body (bytes), None: the router's default
-    raw_body: bool  # the body is a file, never parsed as JSON
     body: Mapping[str, Any] | None = None  # JSON Schema of the body, for the API description
     produces: tuple[str, ...] = (JSON_TYPE,)  # what a success answers (media types)
+    params: tuple[str, ...] = ()  # names of the path's groups, for the API description
 
 
 def route(method: str, path: str, endpoint: Endpoint, access: Access = ANY_ROLE, *,
-          body_max: int | None = None, raw_body: bool = False,
-          body: Mapping[str, Any] | None = None, produces: tuple[str, ...] = (JSON_TYPE,)
-          ) -> Route:
-    """A route: ``path`` is a full-match regex whose groups become ``call.args``; ``body`` and
-    ``produces`` only describe it (``openapi``)."""
-    return Route(method, re.compile(path), endpoint, access, body_max, raw_body, body, produces)
+          body_max: int | None = None,
+          body: Mapping[str, Any] | None = None, produces: tuple[str, ...] = (JSON_TYPE,),
+          params: tuple[str, ...] = ()) -> Route:
+    """A route: ``path`` is a full-match regex whose groups become ``call.args``; ``body``,
+    ``produces`` and ``params`` only describe it (``openapi``)."""
+    return Route(method, re.compile(path), endpoint, access, body_max, body, produces, params)
 
 
 class Router(Generic[S]):
     """The route table. Every body is bounded here, before any endpoint (or Orthanc, for the
-    built-in routes the plugin forwards) parses it: its size, and unless the route takes files,
-    its JSON nesting."""
+    built-in routes the plugin forwards) parses it: its size and its JSON nesting."""
 
     def __init__(self, routes: Iterable[Route], body_max: int) -> None:
         self.routes = tuple(routes)
@@ -108,8 +107,7 @@ class Router(Generic[S]):
         refusal = target.access.refusal(principal, pending)
         if refusal is not None:
             raise ApiError(403, refusal)
-        if not target.raw_body:
-            self._check_body(request.body, target.body_max or self._body_max)
+        self._check_body(request.body, target.body_max or self._body_max)
         return target.endpoint(services, Call(request, principal, args))
 
     @staticmethod

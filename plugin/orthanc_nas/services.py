@@ -30,6 +30,7 @@ from .images.shares import Shares
 from .mirror.service import MirrorService
 from .orthanc_api import OrthancApi
 from .pages import Pages
+from .routing import Router
 from .settings import Settings
 from .site import Site
 from .web import Request
@@ -60,6 +61,7 @@ class Services(Protocol):
     share_throttle: Throttle
     dashboard: Dashboard
     pages: Pages
+    router: Router[Any]
     gate_stats: Callable[[], tuple[int, int]] | None
 
     def two_factor(self) -> dict[str, Any]: ...

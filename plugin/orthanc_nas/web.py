@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -221,55 +221,3 @@ def field_of(data: Mapping[str, Any], name: str, kind: type, *, required: bool =
     if max_len is not None and isinstance(value, str | list) and len(value) > max_len:
         raise ApiError(400, f"field {name} is longer than {max_len}", field=name)
     return value
-
-
-Handler = Callable[..., Response]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    handler: Handler
-    body_max: int | None  # largest body (bytes), None: the router's default
-    raw_body: bool  # the body is a file (DICOM, ZIP), never parsed as JSON
-
-
-class Router:
-    """Maps (method, full-match path pattern) to handlers; groups become arguments.
-
-    Every body is bounded here, before any handler (or Orthanc, for the built-in routes the
-    plugin forwards) parses it: its size, and unless the route takes files, its JSON nesting."""
-
-    def __init__(self, body_max: int) -> None:
-        self._routes: list[Route] = []
-        self._body_max = body_max
-
-    def add(self, method: str, pattern: str, handler: Handler, *, body_max: int | None = None,
-            raw_body: bool = False) -> None:
-        self._routes.append(Route(method, re.compile(pattern), handler, body_max, raw_body))
-
-    def dispatch(self, request: Request) -> Response:
-        allowed: list[str] = []
-        for route in self._routes:
-            match = route.pattern.fullmatch(request.path)
-            if match is None:
-                continue
-            if route.method != request.method:
-                allowed.append(route.method)
-                continue
-            if not route.raw_body:
-                self._check_body(request.body, route.body_max or self._body_max)
-            return route.handler(request, *match.groups())
-        if allowed:
-            raise ApiError(405, f"method {request.method} not allowed", allowed=allowed)
-        raise ApiError(404, "no such route")
-
-    @staticmethod
-    def _check_body(body: bytes, body_max: int) -> None:
-        if len(body) > body_max:
-            raise ApiError(413, f"body larger than {body_max} bytes")
-        try:
-            jsonbound.check(body)
-        except jsonbound.TooDeep as exc:
-            raise ApiError(400, str(exc)) from exc

@@ -91,6 +91,17 @@ def test_anonymous_deep_bodies_on_public_routes(server: OrthancServer, path: str
     alive(server)
 
 
+def test_anonymous_deep_utf16_body(server: OrthancServer) -> None:
+    """Python's json also reads UTF-16: there U+225B is the bytes '[' '"', and a nesting scan
+    of the bytes took the string to end inside it, then the real closing quote to open one
+    that hid every bracket after it (found by tests/unit/test_parsing_fuzz.py)."""
+    text = '{"username":"\u225b","pin":' + "[" * CRASH_DEPTH + "]" * CRASH_DEPTH + "}"
+    r = requests.post(server.url + "/api/login", data=text.encode("utf-16-le"), timeout=10,
+                      headers={"Content-Type": "application/json", "Origin": server.url})
+    refused_deep(r)
+    alive(server)
+
+
 def test_deep_body_on_every_plugin_route(server: OrthancServer, admin: Client) -> None:
     """As admin, every plugin route and method that takes a body: 400, never a crash."""
     body = nested(CRASH_DEPTH)

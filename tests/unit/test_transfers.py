@@ -87,6 +87,11 @@ def test_an_asynchronous_request_is_passed_as_it_came() -> None:
 @pytest.mark.parametrize(("message", "status"), [
     ("Inexistent item", 404), ("Unknown modality", 404), ("Bad request", 400),
     ("Bad file format", 400), ("DicomAssociation: connection refused", 502),
+    # The SDK's own form, "(code, 'description')": a fuzzed C-FIND query naming no real tag
+    # was a 502 (Orthanc failing) where Orthanc itself answers the caller's mistake with 404.
+    ("(27, 'Unknown DICOM tag')", 404), ("(15, 'Bad file format')", 400),
+    ("(9, 'Error in the network protocol')", 502),
+    ("(2019, 'Only string values are supported when creating DICOM instances')", 400),
 ])
 def test_orthanc_refusals_become_statuses(message: str, status: int) -> None:
     assert transfers.status_of(OrthancError(message)) == status

@@ -8,6 +8,7 @@ from . import (
     admin,
     audit,
     dashboard,
+    docs,
     health,
     images,
     login,
@@ -21,5 +22,5 @@ from . import (
 ROUTES: tuple[Route, ...] = (
     *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *nas.ROUTES, *images.ROUTES,
     *shares.ROUTES, *dashboard.ROUTES, *health.ROUTES, *transfers.ROUTES, *native.ROUTES,
-    *pages.ROUTES,
+    *pages.ROUTES, *docs.ROUTES,
 )

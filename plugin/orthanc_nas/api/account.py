@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth.access import CREDENTIALS, ENROLLING, Principal, signed_in
 from ..auth.pins import PinRejected
+from ..openapi import INTEGER, obj, text
 from ..routing import Call, route
 from ..web import ApiError, Response, field_of, json_body, json_response
 
@@ -137,11 +138,16 @@ def revoke_token(svc: Services, call: Call) -> Response:
 
 ROUTES = (
     route("GET", r"/api/profile", profile, ENROLLING),
-    route("PUT", r"/api/profile", update_profile, ENROLLING),
-    route("POST", r"/api/2fa/setup/totp", setup_totp, CREDENTIALS),
-    route("POST", r"/api/2fa/setup/totp/verify", confirm_totp, CREDENTIALS),
-    route("POST", r"/api/2fa/backup-codes/generate", backup_codes, CREDENTIALS),
+    route("PUT", r"/api/profile", update_profile, ENROLLING, body=obj(
+        display_name=text(100), email=text(200), preferences={"type": "object"},
+        new_pin=text(1024), current_pin=text(1024))),
+    route("POST", r"/api/2fa/setup/totp", setup_totp, CREDENTIALS, body=obj(pin=text(1024))),
+    route("POST", r"/api/2fa/setup/totp/verify", confirm_totp, CREDENTIALS,
+          body=obj(("code",), code=text(32))),
+    route("POST", r"/api/2fa/backup-codes/generate", backup_codes, CREDENTIALS,
+          body=obj(("pin",), pin=text(1024))),
     route("GET", r"/api/tokens", list_tokens),
-    route("POST", r"/api/tokens", create_token, signed_in(tokens=False)),
-    route("DELETE", r"/api/tokens/([0-9]{1,12})", revoke_token),
+    route("POST", r"/api/tokens", create_token, signed_in(tokens=False),
+          body=obj(("name", "pin"), name=text(100), expires_in_days=INTEGER, pin=text(1024))),
+    route("DELETE", r"/api/tokens/([0-9]{1,12})", revoke_token, params=("token_id",)),
 )

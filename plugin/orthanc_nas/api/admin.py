@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from .. import config
 from ..accounts import UserChange
 from ..auth.access import ADMIN_ONLY
+from ..openapi import BOOLEAN, obj, text
 from ..routing import Call, route
 from ..web import ApiError, Response, field_of, json_body, json_response
 
@@ -93,13 +94,19 @@ def set_2fa_config(svc: Services, call: Call) -> Response:
 
 
 USER = r"/api/admin/users/([0-9]{1,12})"
+ROLE = {"type": "string", "enum": list(config.ROLES)}
 ROUTES = (
     route("GET", r"/api/admin/users", list_users, ADMIN_ONLY),
-    route("POST", r"/api/admin/users", create_user, ADMIN_ONLY),
-    route("PUT", USER, update_user, ADMIN_ONLY),
-    route("DELETE", USER, delete_user, ADMIN_ONLY),
-    route("GET", f"{USER}/tokens", list_user_tokens, ADMIN_ONLY),
-    route("DELETE", f"{USER}/tokens/([0-9]{{1,12}})", revoke_user_token, ADMIN_ONLY),
+    route("POST", r"/api/admin/users", create_user, ADMIN_ONLY, body=obj(
+        ("username", "role", "pin"), username=text(64), role=ROLE, pin=text(1024),
+        display_name=text(100), email=text(200))),
+    route("PUT", USER, update_user, ADMIN_ONLY, params=("user_id",), body=obj(
+        role=ROLE, enabled=BOOLEAN, display_name=text(100), email=text(200), pin=text(1024),
+        unlock=BOOLEAN, reset_2fa=BOOLEAN)),
+    route("DELETE", USER, delete_user, ADMIN_ONLY, params=("user_id",)),
+    route("GET", f"{USER}/tokens", list_user_tokens, ADMIN_ONLY, params=("user_id",)),
+    route("DELETE", f"{USER}/tokens/([0-9]{{1,12}})", revoke_user_token, ADMIN_ONLY,
+          params=("user_id", "token_id")),
     route("GET", r"/api/2fa/config", get_2fa_config, ADMIN_ONLY),
     route("POST", r"/api/2fa/config", set_2fa_config, ADMIN_ONLY),
 )

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..audit import FAILURE, HEAD_FILE, AuditQuery, read_head
 from ..auth.access import ADMIN_ONLY
+from ..openapi import SEARCH_VALUE, obj
 from ..routing import Call, route
-from ..web import ApiError, Response, int_param, json_response, search_params
+from ..web import JSON_TYPE, ApiError, Response, int_param, json_response, search_params
 
 if TYPE_CHECKING:
     from ..services import Services
 
+CSV_TYPE = "text/csv; charset=utf-8"
 CSV_COLUMNS = ("id", "ts", "actor", "ip", "event", "event_code", "event_name", "outcome",
                "outcome_code", "target", "patient_id", "study_uid", "details")
 
@@ -61,7 +63,7 @@ def search(svc: Services, call: Call) -> Response:
     writer.writerow(CSV_COLUMNS)
     for item in items:
         writer.writerow([_cell(item[c]) for c in CSV_COLUMNS])
-    response = Response(200, out.getvalue().encode(), "text/csv; charset=utf-8")
+    response = Response(200, out.getvalue().encode(), CSV_TYPE)
     response.headers.append(("Content-Disposition", 'attachment; filename="audit.csv"'))
     return response
 
@@ -77,7 +79,10 @@ def verify(svc: Services, call: Call) -> Response:
 
 
 ROUTES = (
-    route("GET", r"/api/audit", search, ADMIN_ONLY),
-    route("POST", r"/api/audit/search", search, ADMIN_ONLY),
+    route("GET", r"/api/audit", search, ADMIN_ONLY, produces=(JSON_TYPE, CSV_TYPE)),
+    route("POST", r"/api/audit/search", search, ADMIN_ONLY, produces=(JSON_TYPE, CSV_TYPE),
+          body=obj(**dict.fromkeys(("user", "event", "outcome", "patient", "study", "target",
+                                    "since", "until", "limit", "offset", "format"),
+                                   SEARCH_VALUE))),
     route("GET", r"/api/audit/verify", verify, ADMIN_ONLY),
 )

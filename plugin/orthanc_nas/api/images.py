@@ -17,6 +17,7 @@ from ..images.catalog import (
     valid_tag,
 )
 from ..images.shares import ShareRejected
+from ..openapi import BOOLEAN, INTEGER, SEARCH_VALUE, obj, text
 from ..orthanc_api import ORTHANC_ID
 from ..routing import Call, route
 from ..web import (
@@ -161,12 +162,17 @@ def set_ae_owners(svc: Services, call: Call) -> Response:
 STUDY = rf"/api/images/{ID}"
 ROUTES = (
     route("GET", r"/api/images", search),
-    route("POST", r"/api/images/search", search),
-    route("GET", STUDY, detail),
-    route("POST", f"{STUDY}/tags", add_tag, WRITER),
-    route("DELETE", f"{STUDY}/tags/([^/]+)", remove_tag, WRITER),
-    route("POST", f"{STUDY}/assign", assign, WRITER),
-    route("POST", f"{STUDY}/share", share, WRITER),
+    route("POST", r"/api/images/search", search, body=obj(**dict.fromkeys(
+        ("patient_name", "patient_id", "modality", "date_from", "date_to", "description", "tag",
+         "uploader", "sort", "limit", "offset"), SEARCH_VALUE))),
+    route("GET", STUDY, detail, params=("resource_id",)),
+    route("POST", f"{STUDY}/tags", add_tag, WRITER, params=("resource_id",),
+          body=obj(("tag",), tag=text(40))),
+    route("DELETE", f"{STUDY}/tags/([^/]+)", remove_tag, WRITER, params=("resource_id", "tag")),
+    route("POST", f"{STUDY}/assign", assign, WRITER, params=("resource_id",),
+          body=obj(("username",), username=text(64))),
+    route("POST", f"{STUDY}/share", share, WRITER, params=("resource_id",), body=obj(
+        expires_in_hours=INTEGER, max_views=INTEGER, pin=text(128), allow_download=BOOLEAN)),
     route("GET", r"/api/admin/ae-owners", get_ae_owners, ADMIN_ONLY),
     route("PUT", r"/api/admin/ae-owners", set_ae_owners, ADMIN_ONLY),
 )

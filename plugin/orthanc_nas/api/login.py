@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ..auth.access import PENDING, PUBLIC, SESSION
 from ..auth.service import LoginResult
 from ..auth.sessions import PENDING_COOKIE, SESSION_COOKIE
+from ..openapi import obj, text
 from ..routing import Call, route
 from ..web import Request, Response, field_of, json_body, json_response
 
@@ -62,7 +63,8 @@ def logout(svc: Services, call: Call) -> Response:
 
 
 ROUTES = (
-    route("POST", r"/api/login", login, PUBLIC),
-    route("POST", r"/api/2fa/verify", verify, PENDING),
+    route("POST", r"/api/login", login, PUBLIC,
+          body=obj(("username", "pin"), username=text(64), pin=text(1024))),
+    route("POST", r"/api/2fa/verify", verify, PENDING, body=obj(("code",), code=text(32))),
     route("POST", r"/api/logout", logout, SESSION),
 )

@@ -87,6 +87,7 @@ def native(svc: Services, call: Call) -> Response:
         raise ApiError(status_of(exc), f"Orthanc refused the request: {exc}") from exc
 
 
-ROUTES = tuple(route(method, pattern, native, POLICY, body_max=BODY_MAX)
+ROUTES = tuple(route(method, pattern, native, POLICY, body_max=BODY_MAX,
+                     produces=(JSON_TYPE, "application/dicom", "application/octet-stream"))
                for methods, pattern in _ROUTES for method in methods)
 ROUTE_PATTERNS = tuple(pattern for _, pattern in _ROUTES)

@@ -23,8 +23,6 @@ def page(svc: Services, call: Call) -> Response:
     """A page's shell (no data): visitors without a session go to the login page, the admin
     pages are refused to others; the data comes from the API, which is guarded."""
     name = call.args[0]
-    if name not in PAGES:
-        raise ApiError(404, "no such page")
     who = PAGES[name]
     if who is not None:
         if call.principal is None:
@@ -46,7 +44,9 @@ def asset(svc: Services, call: Call) -> Response:
 
 
 ROUTES = (
-    route("GET", r"/", root, PUBLIC, produces=("text/html",)),
-    route("GET", r"/ui/([a-z]+)", page, PUBLIC, produces=("text/html",)),
-    route("GET", r"/ui/assets/([^/]+)", asset, PUBLIC, produces=("text/css", "text/javascript")),
+    route("GET", r"/", root, PUBLIC, produces=(HTML_TYPE,)),
+    route("GET", "/ui/(" + "|".join(PAGES) + ")", page, PUBLIC, produces=(HTML_TYPE,),
+          params=("page",)),
+    route("GET", r"/ui/assets/([^/]+)", asset, PUBLIC, produces=tuple(TYPES.values()),
+          params=("name",)),
 )

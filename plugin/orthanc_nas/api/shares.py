@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..auth.access import PUBLIC, WRITER
 from ..images.catalog import NotVisible
 from ..images.shares import VIEW_COOKIE, Share, ShareGone, SharePinRequired, ShareUnknown
+from ..openapi import obj, text
 from ..orthanc_api import ORTHANC_ID, OrthancError, run_job
 from ..routing import Call, route
 from ..web import (
@@ -197,12 +198,16 @@ def download(svc: Services, call: Call) -> Response:
 LINK = f"/s/{TOKEN}"
 ROUTES = (
     route("GET", r"/api/shares", mine, WRITER),
-    route("DELETE", r"/api/shares/([0-9]{1,12})", revoke, WRITER),
-    route("GET", rf"/api/shared/{TOKEN}", landing_json, PUBLIC),
-    route("POST", rf"/api/shared/{TOKEN}/open", open_share, PUBLIC),
-    route("GET", LINK, landing_page, PUBLIC),
-    route("GET", f"{LINK}/viewer", viewer_page, PUBLIC),
-    route("GET", f"{LINK}/content", viewer_content, PUBLIC),
-    route("GET", f"{LINK}/preview/{INSTANCE}", preview, PUBLIC),
-    route("GET", f"{LINK}/download", download, PUBLIC),
+    route("DELETE", r"/api/shares/([0-9]{1,12})", revoke, WRITER, params=("share_id",)),
+    route("GET", rf"/api/shared/{TOKEN}", landing_json, PUBLIC, params=("token",)),
+    route("POST", rf"/api/shared/{TOKEN}/open", open_share, PUBLIC, params=("token",),
+          body=obj(pin=text(128))),
+    route("GET", LINK, landing_page, PUBLIC, params=("token",), produces=(HTML_TYPE,)),
+    route("GET", f"{LINK}/viewer", viewer_page, PUBLIC, params=("token",),
+          produces=(HTML_TYPE,)),
+    route("GET", f"{LINK}/content", viewer_content, PUBLIC, params=("token",)),
+    route("GET", f"{LINK}/preview/{INSTANCE}", preview, PUBLIC, params=("token", "instance_id"),
+          produces=("image/png",)),
+    route("GET", f"{LINK}/download", download, PUBLIC, params=("token",),
+          produces=("application/zip", "application/dicom")),
 )

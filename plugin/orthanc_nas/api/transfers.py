@@ -9,6 +9,7 @@ these routes are the only place where the studies they name can be known.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +19,19 @@ from ..audit.access import Study
 from ..auth.access import POLICY
 from ..orthanc_api import OrthancError, run_job
 from ..routing import Call, route
-from ..web import ApiError, Response, json_response
+from ..web import JSON_TYPE, ApiError, Response, json_response
 
 if TYPE_CHECKING:
     from ..services import Services
 
 BODY_MAX = 16 * 2**20  # bytes; 100,000 Orthanc IDs in a bulk request take 4.6 MB
 SYNC_ARCHIVE_MAX = 512 * 2**20  # larger archives: ask for a job ("Asynchronous": true)
+# Orthanc's own HTTP status for its error codes that are the caller's fault (its
+# ErrorCodes.json); the SDK raises them as "(code, 'description')" with no status.
+CLIENT_ERRORS = {3: 400, 5: 400, 6: 400, 7: 404, 8: 400, 12: 400, 13: 404, 15: 400, 17: 404,
+                 21: 404, 27: 404, 28: 400, 29: 403, 33: 400, 34: 406, 38: 400, 41: 416, 43: 409,
+                 **dict.fromkeys(range(2019, 2027), 400)}  # CreateDicom*: a bad request
+_CODE = re.compile(r"\(\s*(-?\d+)\s*,")
 _NOT_FOUND = ("inexistent", "unknown resource", "unknown modality", "unknown peer")
 _BAD_REQUEST = ("bad request", "bad file format", "parameter out of range", "bad json")
 
@@ -78,6 +85,11 @@ def export(orthanc: Any, path: str, body: bytes, request: dict[str, Any] | None)
 
 
 def status_of(exc: OrthancError) -> int:
+    """The status to answer for Orthanc's refusal: the caller's fault is a 4xx, as Orthanc
+    itself would answer it; only what remains is Orthanc failing (502)."""
+    code = _CODE.match(str(exc))
+    if code and int(code.group(1)) in CLIENT_ERRORS:
+        return CLIENT_ERRORS[int(code.group(1))]
     text = str(exc).lower()
     if any(word in text for word in _NOT_FOUND):
         return 404
@@ -132,9 +144,11 @@ def create(svc: Services, call: Call) -> Response:
 
 
 ROUTES = (
-    route("POST", r"/modalities/([^/]+)/(store|move)", send, POLICY, body_max=BODY_MAX),
-    route("POST", r"/peers/([^/]+)/store", send, POLICY, body_max=BODY_MAX),
+    route("POST", r"/modalities/([^/]+)/(store|move)", send, POLICY, body_max=BODY_MAX,
+          params=("destination", "operation")),
+    route("POST", r"/peers/([^/]+)/store", send, POLICY, body_max=BODY_MAX,
+          params=("destination",)),
     route("POST", r"/tools/(create-archive|create-media|create-media-extended)", create, POLICY,
-          body_max=BODY_MAX),
+          body_max=BODY_MAX, produces=(JSON_TYPE, "application/zip"), params=("kind",)),
 )
 ROUTE_PATTERNS = tuple(r.pattern.pattern for r in ROUTES)
