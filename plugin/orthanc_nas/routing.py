@@ -99,7 +99,8 @@ class Router(Generic[S]):
         """Finds the route, checks its access and body, and calls its endpoint."""
         found = self.match(request.method, request.path)
         if found is None:
-            allowed = sorted({r.method for r in self.routes if r.pattern.fullmatch(request.path)})
+            allowed = list(dict.fromkeys(r.method for r in self.routes
+                                         if r.pattern.fullmatch(request.path)))
             if allowed:
                 raise ApiError(405, f"method {request.method} not allowed", allowed=allowed)
             raise ApiError(404, "no such route")

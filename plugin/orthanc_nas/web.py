@@ -180,6 +180,11 @@ def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         raise ApiError(400, "malformed JSON body") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
+    try:  # JSON may escape half a UTF-16 pair ("\\ud800"): no text of ours can hold it
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, "the body holds text that is not valid Unicode (a lone "
+                       "surrogate escape)") from exc
     return data
 
 

@@ -260,3 +260,12 @@ def test_start_brings_orthanc_back_after_a_crash(tmp_path: Path) -> None:
         if start.poll() is None:
             os.killpg(start.pid, signal.SIGKILL)
         log.close()
+
+
+def test_lone_surrogate_in_a_login_is_a_400(server: OrthancServer) -> None:
+    """Found by review: a username of one escaped half surrogate was a 500 on its way into the
+    database."""
+    r = requests.post(server.url + "/api/login", data=b'{"username": "\\ud800", "pin": "x"}',
+                      headers={"Origin": server.url}, timeout=10)
+    assert r.status_code == 400 and "Unicode" in r.json()["error"], r.text
+    alive(server)

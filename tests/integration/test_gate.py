@@ -83,11 +83,11 @@ def test_others_being_active_does_not_make_the_gate_forget(orthanc: OrthancServe
     assert reader.get("/system").status_code == 200
     assert reader.get("/system").status_code == 200  # remembered for about 30 s from now
     orthanc.advance_clock(11)  # the others' last_seen is due to be written, the reader's not
-    before = gate(orthanc)
+    before = gate(admin)
     for other in others:
         assert other.get("/patients").status_code == 200  # writes its last_seen...
         assert reader.get("/system").status_code == 200  # ...and the gate still knows
-    after = gate(orthanc)
+    after = gate(admin)
     assert after["allowed_from_memory"] - before["allowed_from_memory"] == len(others)
     assert after["cleared"] == before["cleared"]
     touched = [o.get("/api/profile").json()["session"]["last_seen"] for o in others]

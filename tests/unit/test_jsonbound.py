@@ -56,3 +56,16 @@ def test_router_bounds_every_body_before_its_handler() -> None:
     assert _dispatch(router, Request("POST", "/big", body=b" " * 1000)).status == 200
     with pytest.raises(ApiError):
         _dispatch(router, Request("POST", "/big", body=deep))
+
+
+def test_lone_surrogates_are_a_bad_request_not_a_crash_later() -> None:
+    """``"\\ud800"`` parses, then fails wherever the text is stored or logged (a 500)."""
+    from orthanc_nas.web import json_body
+
+    for body in (b'{"username": "\\ud800", "pin": "x"}', b'{"\\udfff": 1}',
+                 b'{"a": [{"b": "ok \\udc00"}]}'):
+        with pytest.raises(ApiError) as err:
+            json_body(Request("POST", "/api/login", body=body), 1024)
+        assert err.value.status == 400 and "Unicode" in err.value.message
+    assert json_body(Request("POST", "/x", body=b'{"a": "\\ud83d\\ude00"}'), 1024) == {
+        "a": "\U0001f600"}  # a proper pair is fine
