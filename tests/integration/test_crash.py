@@ -269,3 +269,21 @@ def test_lone_surrogate_in_a_login_is_a_400(server: OrthancServer) -> None:
                       headers={"Origin": server.url}, timeout=10)
     assert r.status_code == 400 and "Unicode" in r.json()["error"], r.text
     alive(server)
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/dicom+json",
+    'multipart/related; type="application/dicom+json"; boundary=b',
+    'multipart/related; type="application/dicom"; boundary=b'])
+def test_deep_bodies_to_stow_as_a_user(server: OrthancServer, admin: Client,
+                                       content_type: str) -> None:
+    """STOW-RS (the DICOMweb plugin's own route, open to users) never reads JSON: a deep body
+    in any of the forms it could take is refused without a crash."""
+    user = make_user(admin, f"stow-{abs(hash(content_type)) % 10**6}", "user")[0]
+    deep = b"[" * CRASH_DEPTH + b"]" * CRASH_DEPTH
+    body = (b"--b\r\nContent-Type: application/dicom+json\r\n\r\n" + deep + b"\r\n--b--\r\n"
+            if content_type.startswith("multipart") else deep)
+    r = user.request("POST", "/dicom-web/studies", data=body,
+                     headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+    assert r.status_code < 500 or r.status_code == 501, (r.status_code, r.text[:200])
+    alive(server)
