@@ -484,3 +484,47 @@ def test_start_brings_orthanc_back_after_kill_9_without_losing_stored_instances(
     r = admin.post("/tools/find", {"Level": "Instance", "Query": {"PatientID": "KILL-9"}})
     assert r.status_code == 200, r.text
     assert len(r.json()) == len(files)
+
+
+def test_orthanc_explorer_works_through_the_proxy_in_chromium(deployment: Deployment,
+                                                               admin: Client,
+                                                               tmp_path: Path) -> None:
+    """The nginx CSP must leave Orthanc Explorer whole: its pages and upload form load and
+    run with no Content Security Policy violation, through TLS, after the plugin's login."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from browser import browser_login
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
+                 "--ignore-certificate-errors", "--disable-background-networking",
+                 f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        assert admin.account is not None
+        browser_login(driver, deployment.url + "/app/explorer.html", admin, admin.account)
+        driver.get(deployment.url + "/app/explorer.html#lookup")
+        WebDriverWait(driver, 30).until(
+            ec.visibility_of_element_located((By.CSS_SELECTOR, "#lookup")))
+        driver.get(deployment.url + "/app/explorer.html#upload")
+        WebDriverWait(driver, 30).until(
+            ec.visibility_of_element_located((By.CSS_SELECTOR, "#upload")))
+        driver.save_screenshot(str(tmp_path / "explorer-through-nginx.png"))
+        shots = os.environ.get("ORTHANC_NAS_SCREENSHOTS")
+        if shots:
+            driver.save_screenshot(str(Path(shots) / "explorer-through-nginx.png"))
+        violations = [entry["message"] for entry in driver.get_log("browser")
+                      if "Content Security Policy" in entry["message"]
+                      or "Refused to" in entry["message"]]
+        assert violations == []
+        # Explorer's own script ran: its patient list asked the (guarded) REST API.
+        assert driver.execute_script("return typeof jQuery") == "function"
+    finally:
+        driver.quit()
