@@ -23,6 +23,7 @@ from attacker import attacker
 from browser import browser_login, wait
 from dicom_factory import write_series
 from harness import (
+    PLATFORM,
     REPO,
     Client,
     OrthancServer,
@@ -49,7 +50,8 @@ def server(tmp_path: Path) -> tuple[OrthancServer, Client]:
 
 
 def cli(orthanc: OrthancServer) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / "scripts" / "audit-verify"), str(orthanc.data_dir)],
+    return subprocess.run(PLATFORM.wrap([str(REPO / "scripts" / "audit-verify"),
+                                         str(orthanc.data_dir)]),
                           capture_output=True, text=True, timeout=60,
                           env={**orthanc.env})
 
