@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -23,6 +24,12 @@ ORTHANC = "/usr/sbin/Orthanc"
 ADMIN_PIN = "Initial-Bootstrap-PIN-2024"
 READY_TIMEOUT = 90.0
 GATE = "libOrthancNasGate.so"
+
+
+@functools.cache
+def _orthanc_version(command: tuple[str, ...]) -> str:
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    return out.split()[1]
 
 
 @dataclass(frozen=True)
@@ -65,9 +72,7 @@ class Platform:
 
     def orthanc_version(self) -> str:
         """The version the installed Orthanc reports (``Orthanc --version``'s first line)."""
-        out = subprocess.run(self.command("--version"), capture_output=True, text=True,
-                             timeout=60, check=True).stdout
-        return out.split()[1]
+        return _orthanc_version(tuple(self.command("--version")))
 
     def env(self) -> dict[str, str]:
         """What differs in Orthanc's environment: the venv made inside the root."""

@@ -125,8 +125,8 @@ def _answer(output: Any, response: Response) -> None:
     output.SetHttpHeader("Content-Type", response.content_type)
     status = response.status
     if status == 429:
-        # Orthanc 1.10.1 has no 429 in its enumeration, and a refused status breaks the
-        # answer: throttling is "503 Service Unavailable" with Retry-After everywhere.
+        # Orthanc (1.10.1 and 1.12.7, measured) has no 429 in its enumeration, and a refused
+        # status breaks the answer: throttling is "503 Service Unavailable" with Retry-After.
         output.SetHttpHeader("Retry-After", "60")
         status = 503
     _send_status(output, status, response.body)
