@@ -43,6 +43,7 @@ import requests  # noqa: E402
 
 from dicom_factory import write_series  # noqa: E402
 from harness import (  # noqa: E402
+    PLATFORM,
     Account,
     Client,
     OrthancServer,
@@ -876,8 +877,8 @@ def print_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
     m = info["machine"]
     print()
     print(f"Machine: {m['nproc']} CPU ({m['cpu_model']}), {m['ram_gib']} GiB RAM, "
-          f"kernel {m['kernel']}; Orthanc {info['versions'].get('orthanc')}, plugin "
-          f"{info['versions'].get('plugin')}")
+          f"kernel {m['kernel']}; platform {info.get('platform')}: Orthanc "
+          f"{info['versions'].get('orthanc')}, plugin {info['versions'].get('plugin')}")
     print(f"Date: {info['date']}  pairs: {info['pairs']}  smoke: {info['smoke']}  "
           f"total: {info['total_seconds']:.0f} s")
     foreign = info.get("foreign") or []
@@ -930,8 +931,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="orthanc-bench-"))
     info: dict[str, Any] = {"date": started.isoformat(timespec="seconds"),
-                            "machine": machine(), "pairs": pairs, "smoke": args.smoke,
-                            "sizes": asdict(sizes), "workdir": str(root)}
+                            "machine": machine(), "platform": PLATFORM.name, "pairs": pairs,
+                            "smoke": args.smoke, "sizes": asdict(sizes), "workdir": str(root)}
     print(f"Orthanc NAS bench: {pairs} pair(s), work in {root}", flush=True)
     only = frozenset(int(n) for n in args.only.split(",")) if args.only else None
     info["only"] = sorted(only) if only else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -22,6 +23,70 @@ VENV = Path(os.environ.get("ORTHANC_NAS_VENV", REPO / ".venv"))
 ORTHANC = "/usr/sbin/Orthanc"
 ADMIN_PIN = "Initial-Bootstrap-PIN-2024"
 READY_TIMEOUT = 90.0
+GATE = "libOrthancNasGate.so"
+
+
+@functools.cache
+def _orthanc_version(command: tuple[str, ...]) -> str:
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    return out.split()[1]
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Where Orthanc runs: this machine, or a Debian root file system made by
+    scripts/trixie-root (``ORTHANC_NAS_PLATFORM=trixie:/path/to/root``).
+
+    Inside a root, Orthanc runs under chroot with the project installed in ``/opt/orthanc-nas``
+    (its venv and its C gate, built there), and the plugin's Python code from this repository,
+    which scripts/trixie-root bind-mounts at the same path, as it does /tmp (test data).
+    Everything else (storescu, Samba, Chromium, requests) stays on this machine: a chroot shares
+    its loopback.
+    """
+
+    name: str
+    root: Path | None = None
+    inside: str = "/opt/orthanc-nas"
+
+    @classmethod
+    def from_env(cls, value: str | None) -> Platform:
+        if not value or value == "host":
+            return cls("host")
+        name, sep, root = value.partition(":")
+        if not sep or not name or not Path(root, "usr/sbin/Orthanc").is_file():
+            raise ValueError(f"ORTHANC_NAS_PLATFORM={value!r}: expected NAME:ROOT with Orthanc "
+                             "in ROOT (see scripts/trixie-root)")
+        mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+        mounted = {line.split()[4] for line in mountinfo}
+        if not {f"{root}/tmp", f"{root}{REPO}"} <= mounted:
+            raise ValueError(f"{root} is not mounted: run through `scripts/trixie-root run`")
+        return cls(name, Path(root))
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """A command line run on this platform (paths as seen inside the root)."""
+        return ["chroot", str(self.root), *argv] if self.root else argv
+
+    def command(self, *args: str) -> list[str]:
+        """Orthanc's command line on this platform."""
+        return self.wrap([ORTHANC, *args])
+
+    def orthanc_version(self) -> str:
+        """The version the installed Orthanc reports (``Orthanc --version``'s first line)."""
+        return _orthanc_version(tuple(self.command("--version")))
+
+    def env(self) -> dict[str, str]:
+        """What differs in Orthanc's environment: the venv made inside the root."""
+        return {"ORTHANC_NAS_VENV": f"{self.inside}/.venv"} if self.root else {}
+
+    def plugins(self, plugins: list[str]) -> list[str]:
+        """The gate built inside the root (for its compiler and Orthanc SDK) instead of ours."""
+        if not self.root:
+            return plugins
+        return [f"{self.inside}/plugin/gate/{GATE}" if Path(p).name == GATE else p
+                for p in plugins]
+
+
+PLATFORM = Platform.from_env(os.environ.get("ORTHANC_NAS_PLATFORM"))
 
 
 def free_port() -> int:
@@ -80,7 +145,7 @@ class OrthancServer:
                     "ORTHANC_NAS_DICOM_PORT": str(self.dicom_port),
                     "ORTHANC_NAS_ADMIN_PIN": ADMIN_PIN,
                     "ORTHANC_NAS_TEST_CLOCK_FILE": str(self.clock_file),
-                    "TCP_NODELAY": "1", **(env or {})}
+                    "TCP_NODELAY": "1", **PLATFORM.env(), **(env or {})}
         base = render_config((REPO / "orthanc.json").read_text(), self.env)
         self.config = deep_merge(base, overrides or {})
         self.offset = 0.0
@@ -90,12 +155,18 @@ class OrthancServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self) -> OrthancServer:
+    def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(self.config, indent=2))
+        config = copy.deepcopy(self.config)
+        if "Plugins" in config:
+            config["Plugins"] = PLATFORM.plugins(config["Plugins"])
+        self.config_path.write_text(json.dumps(config, indent=2))
+
+    def start(self) -> OrthancServer:
+        self._write_config()
         self.set_clock_offset(self.offset)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([ORTHANC, str(self.config_path)], env=self.env,
+        self.proc = subprocess.Popen(PLATFORM.command(str(self.config_path)), env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         wait_until(self._ready, READY_TIMEOUT, "Orthanc to answer /api/health")
         return self
@@ -111,11 +182,10 @@ class OrthancServer:
 
     def run_to_exit(self, timeout: float = 60) -> int:
         """Starts Orthanc expecting it to stop by itself (refused configuration)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(self.config, indent=2))
+        self._write_config()
         with self.log_path.open("ab") as log:
-            return subprocess.run([ORTHANC, str(self.config_path)], env=self.env, stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=timeout,
+            return subprocess.run(PLATFORM.command(str(self.config_path)), env=self.env,
+                                  stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
                                   cwd=self.workdir).returncode
 
     def stop(self, kill: bool = False) -> None:

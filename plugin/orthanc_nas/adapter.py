@@ -18,6 +18,7 @@ import orthanc
 from . import jsonbound
 from .answer import answer
 from .app import ROUTE_PATTERNS, App, create_app
+from .dicom_move import MoveDriver, MoveService
 from .gate import Gate
 from .orthanc_api import OrthancApi, OrthancError
 from .web import Request, Response
@@ -158,6 +159,37 @@ def _on_change(change_type: int, level: int, resource_id: str) -> None:
         orthanc.LogError(f"OrthancNAS: change {change_type} failed: {type(exc).__name__}: {exc}")
 
 
+def _move_service() -> MoveService:
+    assert _app is not None
+    return MoveService(_app.orthanc, _app.audit.record, _app.access.study_of_any)
+
+
+def _move_create(**request: Any) -> MoveDriver:
+    """A modality's C-MOVE (plugin 4.2+); raising makes Orthanc answer it with a failure."""
+    try:
+        return _move_service().create(request)
+    except Exception as exc:
+        orthanc.LogError(f"OrthancNAS: C-MOVE refused: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _move_size(driver: MoveDriver) -> int:
+    return _move_service().size(driver)
+
+
+def _move_apply(driver: MoveDriver) -> int:
+    try:
+        _move_service().apply(driver)
+    except Exception as exc:
+        orthanc.LogError(f"OrthancNAS: C-MOVE to {driver.destination_aet} failed: {exc}")
+        raise
+    return 0
+
+
+def _move_free(driver: MoveDriver) -> None:
+    """Nothing to free: the driver is a plain object."""
+
+
 def start() -> None:
     """Entry point called by plugin/entry.py at Orthanc's start; raising stops Orthanc."""
     global _app
@@ -180,4 +212,6 @@ def start() -> None:
         orthanc.RegisterRestCallback(pattern, _rest)
     orthanc.RegisterOnStoredInstanceCallback(_on_stored)
     orthanc.RegisterOnChangeCallback(_on_change)
+    if hasattr(orthanc, "RegisterMoveCallback2"):  # plugin 4.2+: C-MOVE audited
+        orthanc.RegisterMoveCallback2(_move_create, _move_size, _move_apply, _move_free)
     orthanc.ExtendOrthancExplorer(_app.explorer_extension())

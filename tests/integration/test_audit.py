@@ -23,6 +23,7 @@ from attacker import attacker
 from browser import browser_login, wait
 from dicom_factory import write_series
 from harness import (
+    PLATFORM,
     REPO,
     Client,
     OrthancServer,
@@ -49,7 +50,8 @@ def server(tmp_path: Path) -> tuple[OrthancServer, Client]:
 
 
 def cli(orthanc: OrthancServer) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / "scripts" / "audit-verify"), str(orthanc.data_dir)],
+    return subprocess.run(PLATFORM.wrap([str(REPO / "scripts" / "audit-verify"),
+                                         str(orthanc.data_dir)]),
                           capture_output=True, text=True, timeout=60,
                           env={**orthanc.env})
 
@@ -275,3 +277,46 @@ def test_the_trail_reaches_a_syslog_collector_and_an_outage_loses_nothing(
     finally:
         orthanc.stop()
         collector.stop()
+
+
+def movescu(orthanc: OrthancServer, destination: str, study_uid: str) -> (
+        subprocess.CompletedProcess[str]):
+    """A modality (AE STORESCU, known to Orthanc) asks Orthanc to send a study elsewhere."""
+    return subprocess.run(["/usr/bin/movescu", "-aet", "STORESCU", "-aec", "ORTHANC", "-aem",
+                           destination, "-S", "-k", "QueryRetrieveLevel=STUDY", "-k",
+                           f"StudyInstanceUID={study_uid}", "127.0.0.1",
+                           str(orthanc.dicom_port)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(PLATFORM.orthanc_version().startswith("1.10."), reason="Python plugin 4.0 "
+                    "(Debian 12) cannot see a C-MOVE; 4.2+ (Debian 13) can")
+def test_a_c_move_asked_by_a_modality_is_audited_per_study(
+        server: tuple[OrthancServer, Client], tmp_path: Path) -> None:
+    orthanc, admin = server
+    received = tmp_path / "received"
+    received.mkdir()
+    port = free_port()
+    scp = subprocess.Popen(["/usr/bin/storescp", "-od", str(received), "-aet", "RECEIVER",
+                            str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: listening(port), 30, "storescp to listen")
+        assert admin.put("/modalities/receiver", {"AET": "RECEIVER", "Host": "127.0.0.1",
+                                                  "Port": port}).status_code == 200
+        study_id, study_uid = send_study(orthanc, tmp_path / "a", "AUD-MOVE")
+        done = movescu(orthanc, "RECEIVER", study_uid)
+        assert done.returncode == 0, done.stderr
+        assert len(list(received.iterdir())) == 2  # both sub-operations done before the answer
+    finally:
+        scp.terminate()
+        scp.wait(10)
+    sent = events(admin, "instances_sent")
+    assert [(r["actor"], r["outcome_code"], r["target"], r["patient_id"], r["study_uid"],
+             r["details"]) for r in sent] == [
+        ("AE:STORESCU", 0, study_id, "AUD-MOVE", study_uid,
+         {"modality": "RECEIVER", "via": "C-MOVE", "instances": 2})]
+
+    refused = movescu(orthanc, "NOWHERE", study_uid)  # not a known modality: refused, audited
+    assert refused.returncode != 0 or "Failed" in refused.stderr + refused.stdout
+    failed = events(admin, "instances_sent", outcome="failure")
+    assert [(r["actor"], r["study_uid"], r["details"]["modality"]) for r in failed] == [
+        ("AE:STORESCU", study_uid, "NOWHERE")]

@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from harness import REPO
+from harness import PLATFORM, REPO
 
 FIGURES = {1, 2, 3, 4, 5, 6, 7, 8, 9}
 
@@ -28,4 +28,6 @@ def test_bench_smoke_records_every_figure(tmp_path: Path) -> None:
             assert row["vanilla"] and all(v > 0 for v in row["vanilla"]), row
             assert row["vanilla_median"] > 0 and row["value"] is not None, row
     assert result["machine"]["nproc"] >= 1 and result["date"]
+    assert result["platform"] == PLATFORM.name  # ORTHANC_NAS_PLATFORM: this machine or a root
+    assert result["versions"]["orthanc"] == PLATFORM.orthanc_version()
     assert "| figure" in done.stdout and "met?" in done.stdout

@@ -17,7 +17,7 @@ import requests
 
 from harness import (
     ADMIN_PIN,
-    ORTHANC,
+    PLATFORM,
     REPO,
     VENV,
     Client,
@@ -148,7 +148,8 @@ def test_nesting_at_the_bound_is_parsed(server: OrthancServer, viewer: Client) -
 
 def _orthanc_body_routes() -> list[tuple[str, str, list[str]]]:
     """Every POST/PUT route of the installed Orthanc, from its own OpenAPI description."""
-    out = subprocess.run([ORTHANC, "--openapi=-"], capture_output=True, timeout=60, check=True)
+    out = subprocess.run(PLATFORM.command("--openapi=-"), capture_output=True, timeout=60,
+                         check=True)
     doc = json.loads(out.stdout)
     routes = []
     for path, operations in doc["paths"].items():
@@ -233,9 +234,10 @@ def test_start_brings_orthanc_back_after_a_crash(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "ORTHANC_NAS_VENV": str(VENV), "ORTHANC_NAS_DATA_DIR": str(tmp_path),
            "ORTHANC_NAS_HTTP_PORT": str(port), "ORTHANC_NAS_DICOM_PORT": str(free_port()),
-           "ORTHANC_NAS_ADMIN_PIN": ADMIN_PIN, "ORTHANC_NAS_RESTART_PAUSE": "1"}
+           "ORTHANC_NAS_ADMIN_PIN": ADMIN_PIN, "ORTHANC_NAS_RESTART_PAUSE": "1",
+           **PLATFORM.env()}
     log = (tmp_path / "start.log").open("w")
-    start = subprocess.Popen([str(REPO / "scripts" / "start")], env=env, stdout=log,
+    start = subprocess.Popen(PLATFORM.wrap([str(REPO / "scripts" / "start")]), env=env, stdout=log,
                              stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api/health"
 

@@ -317,6 +317,11 @@ def test_unknown_tokens_are_404_and_guessing_is_throttled(orthanc: OrthancServer
     guesser = orthanc.client()
     statuses = [guesser.get(f"/api/shared/{'x' * 42}{i % 10}").status_code for i in range(21)]
     assert statuses[0] == 404 and statuses[-1] == 503
+    # Not 429: neither Orthanc 1.10.1 nor 1.12.7 lets a plugin send a status missing from its
+    # own enumeration (measured: the call is refused and the answer breaks). Retry-After says it.
+    r = guesser.get(f"/api/shared/{'z' * 43}")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "60"
+    assert "too many" in r.json()["error"]
     assert guesser.get("/s/short").status_code == 403  # not even a token: the filter refuses
     orthanc.advance_clock(16 * 60)  # the window passes
     assert guesser.get(f"/api/shared/{'y' * 43}").status_code == 404

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness import REPO, VENV, Account, Client, OrthancServer, admin_account, make_user
+from harness import PLATFORM, REPO, Account, Client, OrthancServer, admin_account, make_user
 
 WRONG = "Wrong-Guess-PIN-9999"
 IP_A, IP_B = "203.0.113.66", "198.51.100.7"
@@ -29,8 +29,9 @@ def login_status(server: OrthancServer, ip: str, username: str, pin: str) -> int
 
 
 def unlock_cli(server: OrthancServer, username: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(VENV / "bin" / "python"), "-m", "orthanc_nas.auth.cli", "unlock",
-                           username, "--data-dir", str(server.data_dir)],
+    python = str(Path(server.env["ORTHANC_NAS_VENV"], "bin", "python"))
+    return subprocess.run(PLATFORM.wrap([python, "-m", "orthanc_nas.auth.cli", "unlock",
+                                         username, "--data-dir", str(server.data_dir)]),
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO / "plugin")})
 

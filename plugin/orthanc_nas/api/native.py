@@ -43,12 +43,17 @@ _ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("POST",), "/tools/(?:bulk-anonymize|bulk-content|bulk-delete|bulk-modify|create-dicom"
                 "|dicom-echo|find)"),
     (("GET", "PUT"), "/tools/accepted-transfer-syntaxes"),
+    # Orthanc 1.11-1.12 (Debian 13): a 404 from Orthanc on 1.10.1.
+    (("POST",), f"/(?:patients|studies|series|instances)/{_ID}/reconstruct"),
+    (("POST",), "/tools/(?:reconstruct|count-resources)"),
+    (("POST",), f"/modalities/{_ID}/get"),
 )
 # Built-in routes that can run as a job: a synchronous call would hold the interpreter (and so
 # every HTTP decision) on plugin 4.0 for as long as the work lasts.
 _JOBS = re.compile("|".join((
     f"/(?:patients|studies|series)/{_ID}/(?:anonymize|modify)", f"/studies/{_ID}/(?:merge|split)",
-    "/tools/bulk-(?:anonymize|delete|modify)", f"{_QUERY}(?:/answers/{_ID})?/retrieve")))
+    "/tools/bulk-(?:anonymize|delete|modify)", f"{_QUERY}(?:/answers/{_ID})?/retrieve",
+    f"/modalities/{_ID}/get")))
 
 
 def content_type(body: bytes) -> str:
