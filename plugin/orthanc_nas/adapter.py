@@ -20,7 +20,7 @@ from .answer import answer
 from .app import ROUTE_PATTERNS, App, create_app
 from .gate import Gate
 from .orthanc_api import OrthancApi, OrthancError
-from .web import Request, Response
+from .web import Request, Response, routed_path
 
 _ENCODED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
 _METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}  # OrthancPluginHttpMethod
@@ -79,7 +79,7 @@ def _decide(method_code: int, uri: str, ip: str, headers: dict[str, str],
     the request for n - 1 ms. Any error denies."""
     try:
         method = _METHODS.get(method_code, "")
-        _last_filtered[threading.get_ident()] = (uri, method, ip)
+        _last_filtered[threading.get_ident()] = (routed_path(uri), method, ip)
         if _app is None or not method:
             return 0
         allowed, remember = _app.decide(Request(method, uri, headers, get, b"", ip))
