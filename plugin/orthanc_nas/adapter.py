@@ -21,7 +21,7 @@ from .app import ROUTE_PATTERNS, App, create_app
 from .dicom_move import MoveDriver, MoveService
 from .gate import Gate
 from .orthanc_api import OrthancApi, OrthancError
-from .web import Request, Response
+from .web import Request, Response, routed_path
 
 _ENCODED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
 _METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}  # OrthancPluginHttpMethod
@@ -80,7 +80,7 @@ def _decide(method_code: int, uri: str, ip: str, headers: dict[str, str],
     the request for n - 1 ms. Any error denies."""
     try:
         method = _METHODS.get(method_code, "")
-        _last_filtered[threading.get_ident()] = (uri, method, ip)
+        _last_filtered[threading.get_ident()] = (routed_path(uri), method, ip)
         if _app is None or not method:
             return 0
         allowed, remember = _app.decide(Request(method, uri, headers, get, b"", ip))

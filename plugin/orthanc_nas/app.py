@@ -58,6 +58,7 @@ from .web import (
     client_scheme,
     error_response,
     redacted_path,
+    routed_path,
 )
 
 # URIs the plugin answers itself (registered as REST callbacks by the adapter).
@@ -211,8 +212,12 @@ class App:
         return True, min(self.backend.remaining(request), REMEMBER_MAX)
 
     def _from_client(self, request: Request) -> Request:
-        """The request with the client's address and scheme: a trusted proxy's word for them,
-        else the connection's (X-Forwarded-Proto is replaced by what we believe)."""
+        """The request with the path Orthanc routes (``routed_path``), and the client's address
+        and scheme: a trusted proxy's word for them, else the connection's (X-Forwarded-Proto
+        is replaced by what we believe)."""
+        path = routed_path(request.path)
+        if path != request.path:
+            request = dataclasses.replace(request, path=path)
         headers = request.headers
         proto = headers.get("x-forwarded-proto")
         scheme = client_scheme(request.ip, proto or "", self._proxies, self._https_listener)
@@ -228,8 +233,7 @@ class App:
         try:
             caller = self.backend.authenticate(request)  # the filter's, from its cache
             pending = None if caller is not None else self.backend.pending(request)
-            response = self.router.dispatch(self, request, caller or pending,
-                                            pending is not None)
+            response = self.router.dispatch(self, request, caller, pending)
         except ApiError as err:
             response = error_response(err)
         except AccountError as err:

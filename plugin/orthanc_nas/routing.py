@@ -23,11 +23,16 @@ S = TypeVar("S")
 
 @dataclass(frozen=True)
 class Call:
-    """One request as an endpoint receives it: the caller resolved once, the path's groups."""
+    """One request as an endpoint receives it: the caller resolved once, the path's groups.
+
+    ``principal`` is a signed-in caller only; a login whose second factor is due is
+    ``pending``, so that no endpoint can mistake it for a signed-in caller (a public route
+    showing more to an admin showed it to whoever knew the admin's PIN)."""
 
     request: Request
     principal: Principal | None
     args: tuple[str, ...] = ()
+    pending: Principal | None = None
 
     @property
     def caller(self) -> Principal:
@@ -95,8 +100,9 @@ class Router(Generic[S]):
         return found[0].access if found is not None else None
 
     def dispatch(self, services: S, request: Request, principal: Principal | None,
-                 pending: bool) -> Response:
-        """Finds the route, checks its access and body, and calls its endpoint."""
+                 pending: Principal | None = None) -> Response:
+        """Finds the route, checks its access and body, and calls its endpoint.
+        ``principal``: the signed-in caller; ``pending``: a login whose second factor is due."""
         found = self.match(request.method, request.path)
         if found is None:
             allowed = list(dict.fromkeys(r.method for r in self.routes
@@ -105,11 +111,11 @@ class Router(Generic[S]):
                 raise ApiError(405, f"method {request.method} not allowed", allowed=allowed)
             raise ApiError(404, "no such route")
         target, args = found
-        refusal = target.access.refusal(principal, pending)
+        refusal = target.access.refusal(principal or pending, pending is not None)
         if refusal is not None:
             raise ApiError(403, refusal)
         self._check_body(request.body, target.body_max or self._body_max)
-        return target.endpoint(services, Call(request, principal, args))
+        return target.endpoint(services, Call(request, principal, args, pending))
 
     @staticmethod
     def _check_body(body: bytes, body_max: int) -> None:

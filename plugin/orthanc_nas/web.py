@@ -30,6 +30,16 @@ SECURITY_HEADERS = (
 _SHARE_TOKEN = re.compile(r"^(/s/|/api/shared/)[^/]*")
 
 
+def routed_path(uri: str) -> str:
+    """The path as Orthanc routes it: its filter gets the URI as sent, but Orthanc splits it
+    into components and drops a trailing slash before choosing a route (``/tools/find/``
+    runs ``/tools/find``). Every decision is made on this form, so the filter judges the
+    route that will run."""
+    if not uri.endswith("/") and "//" not in uri:
+        return uri
+    return "/" + "/".join(part for part in uri.split("/") if part)
+
+
 def redacted_path(path: str) -> str:
     """A request path fit for a log line: share tokens are secrets."""
     return _SHARE_TOKEN.sub(r"\1<token>", path)

@@ -41,7 +41,7 @@ def _router() -> Router[None]:
 
 
 def _dispatch(router: Router[None], request: Request) -> Response:
-    return router.dispatch(None, request, None, False)
+    return router.dispatch(None, request, None)
 
 
 def test_router_bounds_every_body_before_its_handler() -> None:

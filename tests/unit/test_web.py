@@ -6,7 +6,14 @@ import ipaddress
 
 import pytest
 
-from orthanc_nas.web import ApiError, Request, client_ip, int_param, search_params
+from orthanc_nas.web import (
+    ApiError,
+    Request,
+    client_ip,
+    int_param,
+    routed_path,
+    search_params,
+)
 
 PROXIES = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/24"))
 
@@ -43,3 +50,14 @@ def test_int_param_refuses_what_is_not_a_plain_integer_in_range(raw: str) -> Non
     with pytest.raises(ApiError) as err:
         int_param({"limit": raw}, "limit", 5, 0, 10)
     assert err.value.status == 400 and err.value.extra["field"] == "limit"
+
+
+@pytest.mark.parametrize(("uri", "routed"), [
+    ("/", "/"), ("/tools/find", "/tools/find"), ("/tools/find/", "/tools/find"),
+    ("/studies/x/archive/", "/studies/x/archive"), ("//api//profile/", "/api/profile"),
+    ("/api/a%2Fb", "/api/a%2Fb"),
+])
+def test_routed_path_is_the_path_orthanc_routes(uri: str, routed: str) -> None:
+    """Orthanc drops a trailing slash (and refuses empty components) before routing: the
+    filter must judge that path, not the one it was handed."""
+    assert routed_path(uri) == routed

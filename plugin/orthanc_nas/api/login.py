@@ -9,7 +9,7 @@ from ..auth.service import LoginResult
 from ..auth.sessions import PENDING_COOKIE, SESSION_COOKIE
 from ..openapi import obj, text
 from ..routing import Call, route
-from ..web import Request, Response, field_of, json_body, json_response
+from ..web import ApiError, Request, Response, field_of, json_body, json_response
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -44,8 +44,9 @@ def login(svc: Services, call: Call) -> Response:
 
 
 def verify(svc: Services, call: Call) -> Response:
-    pending = call.caller  # the pending login (the router checked there is one)
-    assert pending.session_hash is not None
+    pending = call.pending  # the router checked there is one
+    if pending is None or pending.session_hash is None:
+        raise ApiError(403, "no login in progress (it may have expired): log in again")
     code = field_of(json_body(call.request, svc.max_body), "code", str, max_len=32)
     result = svc.auth.verify_second_factor(pending.session_hash, pending.user, code, call.ip,
                                            call.request.headers.get("user-agent", ""))
@@ -53,7 +54,7 @@ def verify(svc: Services, call: Call) -> Response:
 
 
 def logout(svc: Services, call: Call) -> Response:
-    caller = call.principal
+    caller = call.principal or call.pending
     if caller is not None and caller.session_hash is not None:
         svc.auth.logout(caller.session_hash, caller.user, call.ip)
     response = json_response({"status": "logged_out"})
