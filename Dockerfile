@@ -24,7 +24,7 @@ COPY --from=gate /src/libOrthancNasGate.so ${ORTHANC_NAS_HOME}/plugin/gate/libOr
 # The dependencies go into the image's Python, the one its plugin embeds.
 RUN python3 -m pip install --no-cache-dir --break-system-packages ${ORTHANC_NAS_HOME} \
  && mkdir -p /usr/share/orthanc/plugins ${ORTHANC_NAS_DATA_DIR} \
- && for p in libOrthancPython.so libOrthancDicomWeb.so; do \
+ && for p in libOrthancPython.so libOrthancDicomWeb.so libOrthancGdcm.so; do \
       ln -sf /usr/share/orthanc/plugins-available/$p /usr/share/orthanc/plugins/$p; \
     done
 
