@@ -17,7 +17,7 @@ from orthanc_nas.images.viewer import (
 )
 from orthanc_nas.orthanc_api import OrthancError
 
-A, B, C = ("a" * 8 + "-") * 4 + "a" * 8, ("b" * 8 + "-") * 4 + "b" * 8, ("c" * 8 + "-") * 4 + "c" * 8
+A, B, C = (("x" * 8 + "-") * 4 + "x" * 8 for x in "abc")
 
 
 class FakeOrthanc:
@@ -89,8 +89,9 @@ def test_a_share_sees_only_its_instances_and_an_empty_choice_is_missing() -> Non
 
 def test_renderings_forward_only_a_numeric_window() -> None:
     assert rendering_uri(A, "3", "rendered", {}) == f"/instances/{A}/frames/3/rendered"
-    assert rendering_uri(A, "0", "rendered", {"window-center": "-600", "window-width": "1500.5"}
-                         ) == f"/instances/{A}/frames/0/rendered?window-center=-600&window-width=1500.5"
+    windowed = rendering_uri(A, "0", "rendered", {"window-center": "-600",
+                                                  "window-width": "1500.5"})
+    assert windowed == f"/instances/{A}/frames/0/rendered?window-center=-600&window-width=1500.5"
     assert rendering_uri(A, "0", "preview", {}) == f"/instances/{A}/frames/0/preview"
     bad: list[tuple[str, str, dict[str, str]]] = [
         ("0", "file", {}), ("x", "rendered", {}), ("0", "preview", {"window-center": "1"}),
