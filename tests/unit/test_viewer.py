@@ -17,7 +17,7 @@ from orthanc_nas.images.viewer import (
 )
 from orthanc_nas.orthanc_api import OrthancError
 
-A, B, C = (("x" * 8 + "-") * 4 + "x" * 8 for x in "abc")
+A, B, C = ((x * 8 + "-") * 4 + x * 8 for x in "abc")
 
 
 class FakeOrthanc:
