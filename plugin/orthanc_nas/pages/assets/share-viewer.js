@@ -64,6 +64,7 @@
     });
     window.imageViewer = viewer;  // for the browser tests
     viewer.open(0);
+    $('iv').scrollIntoView({ block: 'start' });  // the images first; the facts stay just above
   }
 
   function seriesCard(s, index) {
