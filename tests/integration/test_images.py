@@ -354,9 +354,10 @@ def test_share_link_in_chromium_with_pin_shows_an_image(
         "2468")
     browser.find_element(By.ID, "share-view").click()
     wait(browser).until(ec.url_contains("/viewer"))
-    image = wait(browser).until(ec.visibility_of_element_located((By.ID, "viewer-image")))
+    canvas = wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR,
+                                                                    "#iv .iv-canvas")))
     wait(browser).until(lambda d: d.execute_script(
-        "return arguments[0].complete && arguments[0].naturalWidth > 0", image))
+        "return arguments[0].width > 0 && window.imageViewer.state().shown !== ''", canvas))
     assert "Wilson" in browser.page_source  # the patient, shown only after View
 
 

@@ -17,10 +17,11 @@ from . import (
     pages,
     shares,
     transfers,
+    viewer,
 )
 
 ROUTES: tuple[Route, ...] = (
     *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *nas.ROUTES, *images.ROUTES,
-    *shares.ROUTES, *dashboard.ROUTES, *health.ROUTES, *transfers.ROUTES, *native.ROUTES,
-    *pages.ROUTES, *docs.ROUTES,
+    *shares.ROUTES, *viewer.ROUTES, *dashboard.ROUTES, *health.ROUTES, *transfers.ROUTES,
+    *native.ROUTES, *pages.ROUTES, *docs.ROUTES,
 )

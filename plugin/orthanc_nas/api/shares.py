@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..auth.access import PUBLIC, WRITER
 from ..images.catalog import NotVisible
 from ..images.shares import VIEW_COOKIE, Share, ShareGone, SharePinRequired, ShareUnknown
+from ..images.viewer import BadRendering, SeriesMissing, rendering_uri, series_stack
 from ..openapi import obj, text
 from ..orthanc_api import ORTHANC_ID, OrthancError, run_job
 from ..routing import Call, route
@@ -165,11 +166,49 @@ def viewer_content(svc: Services, call: Call) -> Response:
     return json_response(_content(svc, _viewing(svc, call)))
 
 
+def _shared_instances(svc: Services, share: Share) -> list[str]:
+    try:
+        return svc.catalog.instances_of(share.resource)
+    except NotVisible as exc:
+        raise ApiError(410, "the shared images are no longer stored") from exc
+
+
+def _member(svc: Services, share: Share, instance_id: str) -> None:
+    """Every image route of a share: the instance must be one the link shares."""
+    if instance_id not in _shared_instances(svc, share):
+        raise ApiError(404, "not part of this share")
+
+
+def viewer_series(svc: Services, call: Call) -> Response:
+    """A shared series as the viewer scrolls it: only the instances the link shares."""
+    share = _viewing(svc, call)
+    try:
+        stack = series_stack(svc.orthanc, call.args[1], set(_shared_instances(svc, share)))
+    except SeriesMissing as exc:
+        raise ApiError(404, "not part of this share") from exc
+    return json_response(stack)
+
+
+def frame(svc: Services, call: Call) -> Response:
+    """A frame of a shared instance, rendered by Orthanc (window/level as the viewer asks)."""
+    share = _viewing(svc, call)
+    _, instance_id, number, kind = call.args
+    try:
+        uri = rendering_uri(instance_id, number, kind, call.request.query)
+    except BadRendering as exc:
+        raise ApiError(400, str(exc)) from exc
+    _member(svc, share, instance_id)
+    try:
+        image = svc.orthanc.get_bytes(uri)
+    except OrthancError as exc:
+        raise ApiError(404, "this image cannot be shown") from exc
+    return Response(200, image, "image/png")
+
+
 def preview(svc: Services, call: Call) -> Response:
     share = _viewing(svc, call)
     instance_id = call.args[1]
-    if instance_id not in svc.catalog.instances_of(share.resource):
-        raise ApiError(404, "not part of this share")
+    _member(svc, share, instance_id)
     try:
         png = svc.orthanc.get_bytes(f"/instances/{instance_id}/preview")
     except OrthancError as exc:
@@ -208,6 +247,10 @@ ROUTES = (
     route("GET", f"{LINK}/content", viewer_content, PUBLIC, params=("token",)),
     route("GET", f"{LINK}/preview/{INSTANCE}", preview, PUBLIC, params=("token", "instance_id"),
           produces=("image/png",)),
+    route("GET", rf"{LINK}/series/{INSTANCE}", viewer_series, PUBLIC,
+          params=("token", "series_id")),
+    route("GET", rf"{LINK}/frames/{INSTANCE}/([0-9]{{1,5}})/(rendered|preview)", frame, PUBLIC,
+          params=("token", "instance_id", "frame", "rendering"), produces=("image/png",)),
     route("GET", f"{LINK}/download", download, PUBLIC, params=("token",),
           produces=("application/zip", "application/dicom")),
 )

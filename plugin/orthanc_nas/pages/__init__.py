@@ -12,7 +12,9 @@ TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf
 ASSET_RE = re.compile(r"[A-Za-z0-9_-]+\.(css|js|png|svg)")
 # page name -> who may see it (the filter's policy decides first; this is defence in depth)
 PAGES = {"login": None, "account": "any", "admin": "admin", "nas": "admin", "images": "any",
-         "dashboard": "any"}
+         "dashboard": "any", "viewer": "any"}
+# shared fragments: a page says ``<!--name-->`` on a line of its own where one goes
+FRAGMENTS = {b"  <!--topbar-->\n": "_topbar.html", b"    <!--viewer-->\n": "_viewer.html"}
 
 
 def _read(name: str) -> bytes:
@@ -24,11 +26,13 @@ class Pages:
         self._cache: dict[str, bytes] = {}
 
     def file(self, name: str) -> bytes:
-        """A page or asset; pages get the shared top bar where they say ``<!--topbar-->``."""
+        """A page or asset; pages get the shared fragments where they name them."""
         if name not in self._cache:
             body = _read(name)
             if name.endswith(".html"):
-                body = body.replace(b"  <!--topbar-->\n", _read("_topbar.html"))
+                for mark, fragment in FRAGMENTS.items():
+                    if mark in body:
+                        body = body.replace(mark, _read(fragment))
             self._cache[name] = body
         return self._cache[name]
 

@@ -108,7 +108,24 @@
     } catch (ignored) { /* never break Orthanc Explorer */ }
   }
 
+  /** A study's or series' page gets "Open in viewer" (zoom, window/level, scrolling, cine). */
+  function viewerLink(page) {
+    var kind = page && page.id;
+    if (kind !== 'study' && kind !== 'series') return;
+    var m = /uuid=([0-9a-f-]{44})/.exec(window.location.hash);
+    var $content = $(page).find('div[data-role="content"]').first();
+    $content.children('.onas-viewer').remove();
+    if (!m) return;
+    var link = $('<a class="onas-viewer" id="onas-viewer-link" rel="external" data-ajax="false"></a>')
+      .attr('href', '/ui/viewer#' + kind + '=' + m[1]).text('Open in viewer')
+      .css({ display: 'inline-block', margin: '0 0 8px', fontWeight: 'bold' });
+    $content.prepend(link);
+  }
+
   try {
+    $(document).bind('pagebeforeshow', function (event) {
+      try { viewerLink(event.target); } catch (ignored) { /* never break Orthanc Explorer */ }
+    });
     $(document).ajaxError(function (event, xhr) {
       if (!xhr || (xhr.status !== 401 && xhr.status !== 403) || redirecting || checking) return;
       // 403 is also how the role policy refuses an action: only a gone session signs out.

@@ -98,9 +98,13 @@
     items.forEach(function (s) {
       const row = body.insertRow();
       row.dataset.studyId = s.id;
-      const who = td(UI.el('strong', {}, s.PatientName || '(no name)'));
-      if (s.PatientID) who.appendChild(UI.el('div', { className: 'muted small' }, s.PatientID));
-      row.appendChild(who);
+      const name = UI.el('div', {});
+      name.appendChild(UI.el('strong', {}, s.PatientName || '(no name)'));
+      if (s.PatientID) name.appendChild(UI.el('div', { className: 'muted small' }, s.PatientID));
+      const who = UI.el('div', { className: 'with-thumb' });
+      who.appendChild(thumbnail(s));
+      who.appendChild(name);
+      row.appendChild(td(who));
       row.appendChild(UI.cell(date(s.StudyDate)));
       const what = UI.cell(s.StudyDescription || '—');
       if (s.AccessionNumber) what.appendChild(UI.el('div', { className: 'muted small' }, 'Accession ' + s.AccessionNumber));
@@ -112,6 +116,7 @@
       row.appendChild(td(chips(s.id, s.tags || [])));
       row.appendChild(td(badge(s.nas, NAS_KIND[s.nas])));
       const actions = UI.el('div', { className: 'actions' });
+      actions.appendChild(UI.el('a', { href: viewer(s.id), className: 'viewer-link' }, 'View images'));
       actions.appendChild(UI.el('a', { href: explorer(s.id), className: 'explorer-link' }, 'Open in Explorer'));
       actions.appendChild(UI.el('button', { type: 'button', className: 'secondary sm', 'data-action': 'details',
         'aria-expanded': 'false', 'aria-label': 'Details of ' + (s.PatientName || s.id) }, 'Details'));
@@ -120,6 +125,17 @@
     $('page-info').textContent = total ? (offset + 1) + '–' + (offset + items.length) + ' of ' + total : '';
     $('page-prev').disabled = offset === 0;
     $('page-next').disabled = offset + items.length >= total;
+  }
+
+  // ---- thumbnails and the viewer ----------------------------------------------------------
+  function viewer(id) { return '/ui/viewer#study=' + encodeURIComponent(id); }
+  /** The study's middle image of its first series, linking to the viewer (empty if none). */
+  function thumbnail(s) {
+    const link = UI.el('a', { href: viewer(s.id), className: 'thumb-link', 'aria-label': 'View images of ' + (s.PatientName || s.id) });
+    const img = link.appendChild(UI.el('img', { className: 'study-thumb', src: '/api/viewer/thumbnail/' + encodeURIComponent(s.id),
+      alt: '', loading: 'lazy', width: '64', height: '64' }));
+    img.addEventListener('error', function () { img.hidden = true; });
+    return link;
   }
 
   // ---- details ----------------------------------------------------------------------------

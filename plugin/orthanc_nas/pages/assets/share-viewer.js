@@ -1,11 +1,12 @@
-/* Orthanc NAS: share link viewer (/s/<token>/viewer): read-only previews of what the link shares. */
+/* Orthanc NAS: share link viewer (/s/<token>/viewer): the image viewer (viewer.js), read-only, on what
+   the link shares; every image comes through /s/<token>/..., which checks it belongs to the link. */
 'use strict';
 (function () {
   const $ = UI.byId;
   const token = location.pathname.split('/')[2] || '';
   const base = '/s/' + encodeURIComponent(token);
   const THUMBS = 200;  // thumbnails per series; Previous/Next still reach every image
-  let series = [], current = { s: 0, i: 0 };
+  let series = [], viewer = null;
 
   function date(d) { return /^\d{8}$/.test(d || '') ? d.slice(0, 4) + '-' + d.slice(4, 6) + '-' + d.slice(6) : (d || '—'); }
   function set(id, text) { $(id).textContent = text === null || text === undefined || text === '' ? '—' : String(text); }
@@ -52,12 +53,18 @@
     }
     series = (c.series || []).filter(function (s) { return (s.instances || []).length; });
     if (!series.length) { fail('There are no images to show.', false); return; }
-    series.forEach(function (s, index) {
-      $('viewer-series').appendChild(UI.el('option', { value: String(index) }, title(s, index) + ' (' + plural(s.instances.length) + ')'));
-      $('series-list').appendChild(seriesCard(s, index));
+    series.forEach(function (s, index) { $('series-list').appendChild(seriesCard(s, index)); });
+    viewer = ImageViewer.mount({
+      root: $('iv'),
+      series: series.map(function (s, i) { return { id: s.id, label: ImageViewer.label(s, i) }; }),
+      seriesUrl: function (id) { return base + '/series/' + encodeURIComponent(id); },
+      frameUrl: function (instance, frame, kind, query) {
+        return base + '/frames/' + encodeURIComponent(instance) + '/' + frame + '/' + kind + (query ? '?' + query : '');
+      }
     });
-    $('viewer-card').hidden = false;
-    show(0, 0);
+    window.imageViewer = viewer;  // for the browser tests
+    viewer.open(0);
+    $('iv').scrollIntoView({ block: 'start' });  // the images first; the facts stay just above
   }
 
   function seriesCard(s, index) {
@@ -74,48 +81,19 @@
     });
     if (s.instances.length > THUMBS) {
       card.appendChild(UI.el('p', { className: 'muted small' }, 'Only the first ' + THUMBS + ' images are shown as ' +
-        'thumbnails: use Previous and Next above to step through all ' + s.instances.length + '.'));
+        'thumbnails: the viewer above steps through all ' + s.instances.length + '.'));
     }
     return card;
   }
 
-  /** Shows image i of series s in the large view. */
-  function show(s, i) {
-    const list = series[s].instances;
-    current = { s: s, i: Math.max(0, Math.min(i, list.length - 1)) };
-    const image = $('viewer-image');
-    image.src = preview(list[current.i]);
-    image.alt = title(series[s], s) + ', image ' + (current.i + 1) + ' of ' + list.length;
-    $('viewer-series').value = String(s);
-    $('viewer-pos').textContent = 'Image ' + (current.i + 1) + ' of ' + list.length;
-    $('viewer-prev').disabled = current.i === 0;
-    $('viewer-next').disabled = current.i === list.length - 1;
-    UI.say('viewer-note', '');
-    document.querySelectorAll('.thumb[aria-current="true"]').forEach(function (b) { b.setAttribute('aria-current', 'false'); });
-    const thumb = document.querySelector('.thumb[data-series="' + s + '"][data-index="' + current.i + '"]');
-    if (thumb) thumb.setAttribute('aria-current', 'true');
-  }
-  function step(delta) { if (series.length) show(current.s, current.i + delta); }
-
-  $('viewer-image').addEventListener('error', function () {
-    if (!$('viewer-image').getAttribute('src')) return;
-    UI.say('viewer-note', 'This image cannot be shown: it has no preview, or your viewing time is over ' +
-      '(then go back to the link and press View again).');
-  });
-  $('viewer-series').addEventListener('change', function () { show(parseInt($('viewer-series').value, 10) || 0, 0); });
-  $('viewer-prev').addEventListener('click', function () { step(-1); });
-  $('viewer-next').addEventListener('click', function () { step(1); });
   $('series-list').addEventListener('click', function (event) {
     const thumb = event.target.closest('.thumb');
     if (!thumb) return;
-    show(parseInt(thumb.dataset.series, 10), parseInt(thumb.dataset.index, 10));
-    $('viewer-card').scrollIntoView({ block: 'start', behavior: 'smooth' });
+    document.querySelectorAll('.thumb[aria-current="true"]').forEach(function (b) { b.setAttribute('aria-current', 'false'); });
+    thumb.setAttribute('aria-current', 'true');
+    const s = parseInt(thumb.dataset.series, 10);
+    viewer.show(s, series[s].instances[parseInt(thumb.dataset.index, 10)]);
+    $('iv').scrollIntoView({ block: 'start', behavior: 'smooth' });
   });
-  document.addEventListener('keydown', function (event) {
-    if (event.altKey || event.ctrlKey || event.metaKey || /^(INPUT|SELECT|TEXTAREA)$/.test(event.target.tagName)) return;
-    if (event.key === 'ArrowLeft') { step(-1); event.preventDefault(); }
-    if (event.key === 'ArrowRight') { step(1); event.preventDefault(); }
-  });
-
   load();
 }());
