@@ -29,6 +29,7 @@ from harness import (
 )
 from orthanc_nas import jsonbound
 from orthanc_nas.api import native, transfers
+from orthanc_nas.auth import policy
 from orthanc_nas.auth.policy import UNSEEN_BODIES
 
 FAST = {"OrthancNAS": {"auth": {"bcrypt_cost": 4, "ip_max_failures": 100000}}}
@@ -288,4 +289,25 @@ def test_deep_bodies_to_stow_as_a_user(server: OrthancServer, admin: Client,
     r = user.request("POST", "/dicom-web/studies", data=body,
                      headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
     assert r.status_code < 500 or r.status_code == 501, (r.status_code, r.text[:200])
+    alive(server)
+
+
+def test_an_empty_synchronous_archive_is_answered(server: OrthancServer, viewer: Client) -> None:
+    """Found by review: an archive of nothing was Orthanc's 500 "Error encountered within the
+    plugin engine" (from the second one on)."""
+    for _ in range(3):
+        r = viewer.post("/tools/create-archive", {"Resources": []})
+        assert r.status_code == 400 and r.json()["field"] == "Resources", r.text
+    alive(server)
+
+
+def test_signed_in_bodies_are_bounded_before_orthanc_reads_them(server: OrthancServer,
+                                                                viewer: Client) -> None:
+    """Orthanc reads a whole body into memory before any route: a viewer must not be able to
+    send gigabytes to /tools/find (or any route), declared or chunked."""
+    too_big = b" " * (policy.SIGNED_IN_BODY_MAX + 1)
+    assert viewer.request("POST", "/tools/find", data=too_big).status_code == 403
+    chunks = (piece for piece in (b'{"Level":', b'"Study","Query":{}}'))  # chunked: no length
+    assert viewer.request("POST", "/tools/find", data=chunks).status_code == 403
+    assert viewer.post("/tools/find", {"Level": "Study", "Query": {}}).status_code == 200
     alive(server)

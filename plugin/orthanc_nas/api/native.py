@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from ..auth.access import POLICY
 from ..orthanc_api import OrthancError
@@ -73,7 +73,10 @@ def _answer(body: bytes) -> Response:
 
 
 def _uri(request: Request) -> str:
-    return request.path + ("?" + urlencode(dict(request.query)) if request.query else "")
+    """The URI to ask Orthanc: the path quoted again (a decoded ``%3F`` must stay part of the
+    path, not start a query), then the arguments."""
+    path = quote(request.path, safe="/")
+    return path + ("?" + urlencode(dict(request.query)) if request.query else "")
 
 
 def native(svc: Services, call: Call) -> Response:

@@ -137,6 +137,11 @@ def create(svc: Services, call: Call) -> Response:
     request = call.request
     kind = call.args[0]
     body = as_object(request.body)
+    if body is not None and not _store_resources(body):
+        # An archive of nothing: Orthanc 1.10.1 makes the first one, then its plugin engine
+        # fails every later synchronous one (a 500 the plugin cannot catch). Said plainly here.
+        raise ApiError(400, "field Resources must name at least one patient, study, series or "
+                       "instance", field="Resources")
     answer: Response = _audited(
         svc, call, "study_downloaded", _studies_of(svc, body), {"route": kind}, kind,
         lambda: export(svc.orthanc, request.path, request.body, body))

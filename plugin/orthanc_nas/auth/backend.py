@@ -147,14 +147,23 @@ class AuthBackend:
         if method not in SAFE_METHODS and not self._origin_ok(
                 request, cookie=principal.via == "session"):
             return False, principal
+        limit = body_allowance(method, path)
+        if limit is not None and not self._body_within(request, limit):
+            return False, principal
         if access is not None and access.kind is not Kind.POLICY:
             return access.filter_admits(principal), principal
         if principal.restricted:
             return False, principal
-        limit = body_allowance(method, path)
-        if limit is not None and not self._declared_small(request, limit):
-            return False, principal
         return self.policy.allows(principal.user.role, method, path), principal
+
+    @classmethod
+    def _body_within(cls, request: Request, limit: int) -> bool:
+        """A signed-in caller's body is at most ``limit`` bytes: declared so, or absent (no
+        Content-Length and no Transfer-Encoding: HTTP's word for no body)."""
+        headers = request.headers
+        if "content-length" not in headers and "transfer-encoding" not in headers:
+            return limit >= 0
+        return cls._declared_small(request, limit)
 
     @staticmethod
     def _declared_small(request: Request, limit: int = ANONYMOUS_BODY_MAX) -> bool:

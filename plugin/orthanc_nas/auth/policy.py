@@ -69,14 +69,26 @@ class Policy:
         return role == "admin"
 
 
+# Everything else a signed-in caller sends is read whole into memory by Orthanc before any
+# route sees it: bounded too, except the uploads of images, which are what Orthanc is for.
+SIGNED_IN_BODY_MAX = 16 * 2**20  # bytes; 100,000 Orthanc IDs in a bulk request take 4.6 MB
+UPLOADS: tuple[tuple[str, str], ...] = (
+    ("POST", r"/instances"),  # (Orthanc routes /instances/ as /instances: the filter does too)
+    ("POST", r"/dicom-web/studies(/[^/]+)?"),  # STOW-RS
+)
+
+
 def body_allowance(method: str, path: str) -> int | None:
-    """The largest body the filter may let through to a built-in route it cannot see the body
-    of (-1: none at all), or None when the body is bounded elsewhere."""
+    """The largest body the filter lets a signed-in caller send (-1: none at all), or None
+    when any size may come (uploads of images, and methods without a body)."""
     for bounded_method, pattern, limit in _UNSEEN:
         if method == bounded_method and pattern.fullmatch(path):
             return limit
-    return None
+    if method not in ("POST", "PUT") or (method, path) in _UPLOADS:
+        return None
+    return SIGNED_IN_BODY_MAX
 
 
 _UNSEEN = [(m, re.compile(p), limit) for m, p, limit in UNSEEN_BODIES]
 ORTHANC_PUBLIC = RouteSet(ORTHANC_STATIC)
+_UPLOADS = RouteSet(UPLOADS)
