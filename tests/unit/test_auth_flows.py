@@ -1,4 +1,4 @@
-"""The login flows end to end through App.authorize (Orthanc's filter) and App.handle (the
+"""The login flows end to end through App.decide (Orthanc's filter) and App.handle (the
 plugin's routes), with a manual clock: bootstrap, 2FA, replay, lockout, timeouts, CSRF,
 tokens, input validation and the audit trail."""
 
@@ -124,12 +124,12 @@ class Client:
         return Request(method, path, h, query or {}, body, self.ip)
 
     def allowed(self, method: str, path: str, **kwargs: Any) -> bool:
-        return self.app.authorize(self.request(method, path, **kwargs))
+        return self.app.decide(self.request(method, path, **kwargs))[0]
 
     def call(self, method: str, path: str, data: Any = None, **kwargs: Any) -> Response:
         """The filter, then the plugin's route, as Orthanc runs them."""
         request = self.request(method, path, data, **kwargs)
-        if not self.app.authorize(request):
+        if not self.app.decide(request)[0]:
             return Response(FILTERED, b'{"error":"filtered"}')
         response = self.app.handle(request)
         for name, value in response.headers:
@@ -626,7 +626,7 @@ def test_logout_ends_the_session(env: Env) -> None:
     r = client.post("/api/logout", {})
     assert r.status == 200
     assert client.cookies == {}
-    assert not env.app.authorize(request)  # the old cookie is dead server-side
+    assert not env.app.decide(request)[0]  # the old cookie is dead server-side
 
 
 def test_disabling_a_user_takes_effect_on_the_next_request(env: Env) -> None:
@@ -917,7 +917,7 @@ def test_audit_is_append_only(env: Env) -> None:
 
 
 def test_the_principal_cache_never_outlives_a_change_or_an_expiry(env: Env) -> None:
-    """authorize() answers from memory, but a write here, or the clock, decides at once."""
+    """decide() answers from memory, but a write here, or the clock, decides at once."""
     admin, _ = admin_ready(env)
     assert admin.allowed("GET", "/patients")
     assert admin.allowed("GET", "/patients")  # served from the cache
@@ -979,7 +979,7 @@ def test_anonymous_bodies_must_declare_a_small_size(env: Env, length: str | None
     request = client.request("POST", "/api/login", {"username": "admin", "pin": ADMIN_PIN})
     request.headers.pop("content-length")
     request.headers.update(headers)
-    assert env.app.authorize(request) is False  # Orthanc would read it all into memory
+    assert env.app.decide(request)[0] is False  # Orthanc would read it all into memory
     assert client.allowed("POST", "/api/login", data={"username": "admin", "pin": ADMIN_PIN})
 
 

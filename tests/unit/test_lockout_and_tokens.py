@@ -1,6 +1,6 @@
 """Lockout per (account, source) with an account-wide ceiling and the command-line unlock;
 API tokens that end with what ends their owner's rights, need the PIN, always expire, and
-that admins list and revoke. Through App.authorize and App.handle, with a manual clock."""
+that admins list and revoke. Through App.decide and App.handle, with a manual clock."""
 
 from __future__ import annotations
 
