@@ -27,7 +27,6 @@ from .audit import HEAD_FILE, Audit
 from .audit.access import AccessRecorder
 from .audit.forwarder import forwarder_from_config
 from .auth.backend import AuthBackend
-from .auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from .auth.lockout import Lockout, Throttle
 from .auth.pins import PinHasher, PinRejected
 from .auth.policy import Policy
@@ -42,6 +41,7 @@ from .images.catalog import Catalog
 from .images.dashboard import Dashboard
 from .images.shares import ShareLimits, Shares
 from .images.uploads import Uploads
+from .keys import KEY_FILE, KeyRing, load_or_create_key
 from .logs import Log
 from .mirror.outbox import Outbox
 from .mirror.service import MirrorService

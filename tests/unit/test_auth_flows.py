@@ -17,11 +17,11 @@ from orthanc_nas import app as app_module
 from orthanc_nas import config
 from orthanc_nas.app import ADMIN_PIN_ENV, App
 from orthanc_nas.auth.access import PUBLIC
-from orthanc_nas.auth.keys import KeyRing, load_or_create_key
 from orthanc_nas.auth.service import INVALID_CODE, INVALID_LOGIN
 from orthanc_nas.clock import ManualClock, SystemClock
 from orthanc_nas.db import SqliteDatabase
 from orthanc_nas.images.catalog import Viewer
+from orthanc_nas.keys import KeyRing, load_or_create_key
 from orthanc_nas.orthanc_api import orthanc_study_id
 from orthanc_nas.routing import Call, Router, route
 from orthanc_nas.web import Request, Response

@@ -13,11 +13,11 @@ from orthanc_nas import app as app_module
 from orthanc_nas import config
 from orthanc_nas.app import ADMIN_PIN_ENV, App
 from orthanc_nas.auth import cli
-from orthanc_nas.auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from orthanc_nas.auth.lockout import source_of
 from orthanc_nas.auth.service import INVALID_LOGIN
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.keys import KEY_FILE, KeyRing, load_or_create_key
 from unit.test_auth_flows import (
     MINUTE,
     OWN_PIN,

@@ -31,9 +31,9 @@ from typing import Any
 import pydicom
 
 from ..audit import FAILURE, Audit
-from ..auth.keys import KeyRing, load_or_create_key
 from ..clock import Clock, SystemClock
 from ..db import Database, open_database
+from ..keys import KeyRing, load_or_create_key
 from ..nas import layout
 from ..nas.connect import make_storage
 from ..nas.storage import ConnectionFailed, Storage, StorageError, TargetExists
