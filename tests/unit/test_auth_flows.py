@@ -13,6 +13,7 @@ from typing import Any
 import pyotp
 import pytest
 
+from fakes import FakeLog, FakeOrthanc
 from orthanc_nas import app as app_module
 from orthanc_nas import config
 from orthanc_nas.app import ADMIN_PIN_ENV, App
@@ -37,29 +38,9 @@ MINUTE = 60.0
 HOUR = 3600.0
 
 
-class FakeOrthanc:
-    def get(self, uri: str) -> Any:
-        return {"Version": "1.12.4"} if uri == "/system" else {}
-
-    def post(self, uri: str, body: bytes) -> Any:
-        return {}
-
-    def delete(self, uri: str) -> None:
-        return None
-
-
-@dataclass
-class FakeLog:
-    lines: list[str] = field(default_factory=list)
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
-
-    def warning(self, message: str) -> None:
-        self.lines.append(message)
-
-    def error(self, message: str) -> None:
-        self.lines.append(message)
+def fake_orthanc() -> FakeOrthanc:
+    """Orthanc answering /system, and {} to everything else."""
+    return FakeOrthanc({"/system": {"Version": "1.12.4"}}, missing={})
 
 
 def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +63,7 @@ def build(tmp_path: Path, **sections: dict[str, Any]) -> Env:
     keys = KeyRing(load_or_create_key(tmp_path / "x.key"))
     clock = ManualClock()
     log = FakeLog()
-    app = App(cfg, db, keys, clock, log, FakeOrthanc())
+    app = App(cfg, db, keys, clock, log, fake_orthanc())
     app_module.bootstrap_admin(app, {ADMIN_PIN_ENV: ADMIN_PIN})
     return Env(app, clock, log)
 
@@ -245,7 +226,7 @@ def events(app: App) -> list[tuple[str, str, str]]:
 def test_create_app_bootstraps_admin_from_the_environment(tmp_path: Path) -> None:
     log = FakeLog()
     app = app_module.create_app(base_config(tmp_path), {ADMIN_PIN_ENV: ADMIN_PIN}, log,
-                                FakeOrthanc())
+                                fake_orthanc())
     assert isinstance(app.clock, SystemClock)
     admin = app.users.by_name("admin")
     assert admin is not None
@@ -257,7 +238,7 @@ def test_create_app_bootstraps_admin_from_the_environment(tmp_path: Path) -> Non
     assert any(ADMIN_PIN_ENV in line for line in log.lines)
     # A second start keeps the existing admin (and PIN).
     again = app_module.create_app(base_config(tmp_path), {ADMIN_PIN_ENV: "Other-PIN-123456"},
-                                  FakeLog(), FakeOrthanc())
+                                  FakeLog(), fake_orthanc())
     assert again.users.count() == 1
     second = again.users.by_name("admin")
     assert second is not None and second.pin_hash == admin.pin_hash
@@ -267,7 +248,7 @@ def test_bootstrap_without_env_pin_logs_a_one_time_pin(tmp_path: Path) -> None:
     log = FakeLog()
     cfg = config.load(base_config(tmp_path))
     db = SqliteDatabase(tmp_path / "x.sqlite")
-    app = App(cfg, db, KeyRing(bytes(32)), ManualClock(), log, FakeOrthanc())
+    app = App(cfg, db, KeyRing(bytes(32)), ManualClock(), log, fake_orthanc())
     app_module.bootstrap_admin(app, {})
     [line] = [line for line in log.lines if "one-time PIN" in line]
     pin = line.split("one-time PIN: ")[1].split(" ")[0]

@@ -8,8 +8,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from tests.unit.test_auth_flows import FakeLog, FakeOrthanc
 
+from fakes import FakeLog, FakeOrthanc
 from orthanc_nas import config
 from orthanc_nas.app import App
 from orthanc_nas.auth.backend import same_origin
