@@ -268,20 +268,21 @@ class FakeSdk(types.ModuleType):
         self.logs.append(("error", message))
 
 
-# The names the fake stands in for, as attributes of the real module (functions, enums,
-# classes) and of its classes (methods): what the integration test checks.
-SDK_FUNCTIONS = ("RegisterIncomingHttpRequestFilter", "RegisterRestCallback",
-                 "RegisterOnStoredInstanceCallback", "RegisterOnChangeCallback",
-                 "ExtendOrthancExplorer", "RestApiGet", "RestApiPost", "RestApiPut",
-                 "RestApiDelete", "GetConfiguration", "GenerateRestApiAuthorizationToken",
-                 "LogInfo", "LogWarning", "LogError")
-SDK_ENUMS: dict[str, type[enum.IntEnum]] = {"ChangeType": ChangeType,
-                                            "ResourceType": ResourceType,
-                                            "HttpMethod": HttpMethod}
-SDK_CLASSES: dict[str, tuple[str, ...]] = {
-    "RestOutput": ("AnswerBuffer", "SendHttpStatus", "SetHttpHeader"),
-    "DicomInstance": ("GetInstanceData", "GetInstanceRemoteAet", "GetInstanceSimplifiedJson"),
-}
+def sdk_names() -> dict[str, Any]:
+    """What the fake claims of the real module: its functions, its enums with their members'
+    values, its classes with their methods (tests/integration/test_sdk_fake.py checks them)."""
+    functions, enums, classes = [], {}, {}
+    for name in dir(FakeSdk):
+        value = getattr(FakeSdk, name)
+        if not name[:1].isupper():
+            continue
+        if isinstance(value, type) and issubclass(value, enum.IntEnum):
+            enums[name] = {k: m.value for k, m in value.__members__.items()}  # aliases too
+        elif isinstance(value, type):
+            classes[name] = [m for m in vars(value) if m[:1].isupper()]
+        else:
+            functions.append(name)
+    return {"functions": functions, "enums": enums, "classes": classes}
 
 
 def fake_orthanc_module(configuration: dict[str, Any] | None = None,
