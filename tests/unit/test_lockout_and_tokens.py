@@ -18,7 +18,8 @@ from orthanc_nas.auth.service import INVALID_LOGIN
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
 from orthanc_nas.keys import KEY_FILE, KeyRing, load_or_create_key
-from unit.test_auth_flows import (
+
+from .app_env import (
     MINUTE,
     OWN_PIN,
     WRONG_PIN,

@@ -17,7 +17,8 @@ from orthanc_nas.auth.access import POLICY as BY_POLICY
 from orthanc_nas.auth.policy import Policy
 from orthanc_nas.routing import Call, Route, route
 from orthanc_nas.web import Request, Response
-from unit.test_auth_flows import Env, build
+
+from .app_env import Env, build
 
 POLICY = Policy(config.default_policy())
 
