@@ -918,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-seconds", type=int, default=None, help="wrk -d (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--only", default=None, help="figure numbers to measure, e.g. 1,5 "
-                        "(development; the README's table comes from a full run)")
+                        "(development; docs/benchmark.md's table comes from a full run)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("run as root: the bench starts smbd")

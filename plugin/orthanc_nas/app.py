@@ -1,14 +1,16 @@
-"""The plugin as plain Python: configuration, services and routes, with no ``orthanc`` import.
+"""The plugin as plain Python: builds the services from the configuration and wires them to
+the entry points ``adapter`` calls, with no ``orthanc`` import.
 
-``adapter`` calls ``authorize`` from Orthanc's HTTP filter and ``handle`` from the REST
-callbacks; tests drive both directly with fakes.
+``decide`` answers Orthanc's HTTP filter, ``handle`` the plugin's REST routes (the caller is
+resolved once, then ``Router`` runs the endpoint), ``on_stored``/``on_*`` Orthanc's events;
+tests drive them directly with fakes (tests/fakes.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
-import json
 import re
 import secrets
 import socket
@@ -21,12 +23,10 @@ from typing import Any
 from . import config
 from .accounts import AccountError, Accounts
 from .api import ROUTES, native, transfers
-from .audit import HEAD_FILE, Audit, read_head
+from .audit import HEAD_FILE, Audit
 from .audit.access import AccessRecorder
-from .audit.forwarder import Forwarder
-from .audit.syslog import Sender, TcpSender, UdpSender
+from .audit.forwarder import forwarder_from_config
 from .auth.backend import AuthBackend
-from .auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from .auth.lockout import Lockout, Throttle
 from .auth.pins import PinHasher, PinRejected
 from .auth.policy import Policy
@@ -36,14 +36,17 @@ from .auth.tokens import Tokens
 from .auth.users import Users
 from .clock import Clock, OffsetClock, SystemClock
 from .db import Database, open_database
+from .housekeeping import Housekeeping
 from .images.catalog import Catalog
 from .images.dashboard import Dashboard
 from .images.shares import ShareLimits, Shares
 from .images.uploads import Uploads
+from .keys import KEY_FILE, KeyRing, load_or_create_key
 from .logs import Log
-from .mirror.outbox import Outbox, StoredCopy
+from .mirror.outbox import Outbox
 from .mirror.service import MirrorService
-from .orthanc_api import OrthancApi, OrthancError, orthanc_study_id
+from .mirror.stored import stored_copy
+from .orthanc_api import OrthancApi, orthanc_study_id
 from .pages import Pages
 from .routing import Router
 from .settings import Settings
@@ -68,7 +71,6 @@ ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", *transfers.ROUTE_PATT
 PLUGIN_ROUTES = re.compile("|".join(f"(?:{p})" for p in ROUTE_PATTERNS))
 REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
 
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
 TEST_CLOCK_ENV = "ORTHANC_NAS_TEST_CLOCK_FILE"
 
@@ -84,7 +86,6 @@ class App:
         self.clock = clock
         self.log = log
         self.orthanc = orthanc
-        self._orthanc_storage = orthanc_storage
         auth = cfg.section("auth")
         self.max_body = auth["max_body_bytes"]
         self._proxies: Networks = tuple(ipaddress.ip_network(n, strict=False)
@@ -96,7 +97,7 @@ class App:
         self.audit = Audit(db, clock, keys.key("audit-chain"))
         self.access = AccessRecorder(db, self.audit, orthanc, clock, lambda problem: log.warning(
             f"OrthancNAS: could not audit an access: {problem}"))
-        self.forwarder = self._forwarder(cfg.section("audit")["syslog"])
+        self.forwarder = forwarder_from_config(db, clock, log, cfg.section("audit")["syslog"])
         self.users = Users(db)
         self.sessions = Sessions(db, keys, clock, idle_seconds=auth["session_idle_minutes"] * 60,
                                  absolute_seconds=auth["session_absolute_hours"] * 3600,
@@ -117,7 +118,7 @@ class App:
         self.mirror = MirrorService(cfg, db, self.settings, keys,
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
                                     python or [sys.executable], env or {}, self._spool_failed,
-                                    self._stored_copy)
+                                    functools.partial(stored_copy, orthanc, orthanc_storage))
         self.catalog = Catalog(db, orthanc, clock,
                                lambda ids: self.mirror.outbox.state_of(db, ids))
         self.uploads = Uploads(db, self.catalog, self.audit)
@@ -139,35 +140,10 @@ class App:
         self._forward_wake = threading.Event()
         # Set by the adapter when the C gate filters requests: (remembered, asked) counts.
         self.gate_stats: Callable[[], tuple[int, int]] | None = None
-        self._last_prune = 0.0
-
-    def _forwarder(self, syslog: dict[str, Any]) -> Forwarder | None:
-        """Forwarding of the trail to a syslog collector, when configured."""
-        if not syslog["enabled"]:
-            return None
-
-        def sender() -> Sender:
-            kind = TcpSender if syslog["protocol"] == "tcp" else UdpSender
-            return kind(syslog["host"], syslog["port"])
-
-        hostname = socket.gethostname()
-        return Forwarder(self.db, sender, self.clock, self.log,
-                         source_id=syslog["source_id"] or hostname, hostname=hostname,
-                         app_name=syslog["app_name"], facility=syslog["facility"])
-
-    def _stored_copy(self, instance_id: str) -> StoredCopy | None:
-        """What Orthanc keeps of an instance: its file, when kept uncompressed in a folder,
-        and the MD5 of its bytes."""
-        if self._orthanc_storage is None:
-            return None
-        try:
-            info = self.orthanc.get(f"/instances/{instance_id}/attachments/dicom/info")
-        except OrthancError:
-            return None
-        uuid = str(info.get("Uuid", ""))
-        plain = info.get("CompressedSize") == info.get("UncompressedSize") and UUID.fullmatch(uuid)
-        return StoredCopy(self._orthanc_storage / uuid[:2] / uuid[2:4] / uuid if plain else None,
-                          str(info.get("UncompressedMD5") or "") or None)
+        self.housekeeping = Housekeeping(self.audit, self.access, self.lockout, clock, log,
+                                         data_dir / HEAD_FILE,
+                                         cfg.get("audit.retention_days"),
+                                         cfg.get("audit.head_interval_minutes") * 60)
 
     def _spool_failed(self, problem: str) -> None:
         self.log.error(f"OrthancNAS: could not queue received instances for the NAS "
@@ -187,9 +163,6 @@ class App:
                        account_window_seconds=auth["account_failure_window_hours"] * 3600)
 
     # ---- entry points used by the adapter -------------------------------------------------
-
-    def authorize(self, request: Request) -> bool:
-        return self.decide(request)[0]
 
     def decide(self, request: Request) -> tuple[bool, float]:
         """The filter's decision, and for how many seconds the same request (URI and
@@ -296,8 +269,8 @@ class App:
 
     def started(self, orthanc_url: str, orthanc_token: str) -> None:
         """Orthanc is serving: start the background work."""
-        threading.Thread(target=self._housekeeping_loop, name="orthanc-nas-housekeeping",
-                         daemon=True).start()
+        threading.Thread(target=self.housekeeping.run, args=(self._stop,),
+                         name="orthanc-nas-housekeeping", daemon=True).start()
         threading.Thread(target=self.access.run, args=(self._stop,), name="orthanc-nas-access",
                          daemon=True).start()
         if self.forwarder is not None:
@@ -313,35 +286,6 @@ class App:
         self.access.wake.set()
         self._forward_wake.set()
         self.mirror.stop()
-
-    def housekeeping(self) -> None:
-        """Exports the audit chain head (log, head file; the mirror worker copies it to the
-        NAS) and prunes the audit trail past its retention, once a day."""
-        audit_cfg = self.cfg.section("audit")
-        head_file = self.data_dir / HEAD_FILE
-        head = self.audit.head()
-        if head is not None and head != read_head(head_file):
-            tmp = head_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(head))
-            tmp.replace(head_file)
-            self.log.warning(f"OrthancNAS: audit chain head id={head['id']} mac={head['mac']}")
-        now = self.clock.now()
-        if now - self._last_prune >= 86400:
-            self._last_prune = now
-            removed = self.audit.prune(now - audit_cfg["retention_days"] * 86400, "system")
-            self.access.prune()
-            self.lockout().prune()
-            if removed:
-                self.log.warning(f"OrthancNAS: pruned {removed} audit rows past retention")
-
-    def _housekeeping_loop(self) -> None:
-        interval = self.cfg.get("audit.head_interval_minutes") * 60
-        while not self._stop.is_set():
-            try:
-                self.housekeeping()
-            except Exception as exc:  # never let it die silently; retry next time
-                self.log.error(f"OrthancNAS: housekeeping failed: {type(exc).__name__}: {exc}")
-            self._stop.wait(interval)
 
     # ---- helpers for route handlers -------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The plugin's configuration section of orthanc.json: schema, defaults and validation.
 
 Every key is declared once in ``SCHEMA``; validation names the offending key
-(``OrthancNAS.two_factor.backup_codes_count``) and what is expected. The README's
-configuration table is checked against this schema by the tests.
+(``OrthancNAS.two_factor.backup_codes_count``) and what is expected. The configuration
+reference (docs/configuration.md) is checked against this schema by the tests.
 """
 
 from __future__ import annotations
@@ -420,7 +420,7 @@ def check_local_path(nas: dict[str, Any], path: str) -> None:
 
 
 def documented_keys(schema: Schema = SCHEMA, prefix: str = "") -> dict[str, Field]:
-    """Every leaf key as a dotted path (for the README table and its test)."""
+    """Every leaf key as a dotted path (for docs/configuration.md and its test)."""
     out: dict[str, Field] = {}
     for key, spec in schema.items():
         name = f"{prefix}{key}"
@@ -432,7 +432,7 @@ def documented_keys(schema: Schema = SCHEMA, prefix: str = "") -> dict[str, Fiel
 
 
 def reference_table() -> str:
-    """The README's configuration reference, generated from ``SCHEMA``."""
+    """The configuration reference of docs/configuration.md, generated from ``SCHEMA``."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for key, spec in documented_keys().items():
         default = "the shipped policy" if key == "access_policy" else json.dumps(spec.default)

@@ -5,7 +5,7 @@ Never edit a released migration: add a new version.
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
-        # Run-time settings changed by admins (override orthanc.json; see README).
+        # Run-time settings changed by admins (override orthanc.json; see docs/configuration.md).
         """CREATE TABLE settings (
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL,

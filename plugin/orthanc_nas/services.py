@@ -16,7 +16,6 @@ from .audit import Audit
 from .audit.access import AccessRecorder
 from .audit.forwarder import Forwarder
 from .auth.backend import AuthBackend
-from .auth.keys import KeyRing
 from .auth.lockout import Throttle
 from .auth.service import AuthService
 from .auth.sessions import Sessions
@@ -27,6 +26,7 @@ from .db import Database
 from .images.catalog import Catalog
 from .images.dashboard import Dashboard
 from .images.shares import Shares
+from .keys import KeyRing
 from .mirror.service import MirrorService
 from .orthanc_api import OrthancApi
 from .pages import Pages

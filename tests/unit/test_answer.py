@@ -3,43 +3,21 @@ output of plugin 4.0's signatures; tests/integration/test_answers.py checks the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from fakes import RestOutput
 from orthanc_nas.answer import SENDABLE, answer
 from orthanc_nas.web import ApiError, Response, error_response, json_response, redirect
 
 
-class Output:
-    """Plugin 4.0's REST output: SendHttpStatus(status, text, size); refuses what Orthanc
-    1.10.1 refuses (a status outside SENDABLE breaks the answer)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def SetHttpHeader(self, name: str, value: str) -> None:
-        self.calls.append(("header", name, value))
-
-    def AnswerBuffer(self, body: bytes, content_type: str) -> None:
-        self.calls.append(("answer", body, content_type))
-
-    def SendHttpStatus(self, status: int, *rest: Any) -> None:
-        if len(rest) != 2:
-            raise TypeError("function takes exactly 3 arguments")
-        if status not in SENDABLE:
-            raise ValueError("Parameter out of range")
-        self.calls.append(("status", status, rest[0]))
-
-    def headers(self) -> dict[str, str]:
-        return {c[1]: c[2] for c in self.calls if c[0] == "header"}
-
-    def final(self) -> tuple[Any, ...]:
-        return self.calls[-1]
+def output_40() -> RestOutput:
+    """Plugin 4.0's REST output, refusing what Orthanc 1.10.1 refuses (a status outside
+    SENDABLE breaks the answer)."""
+    return RestOutput(plugin_40=True, sendable=SENDABLE)
 
 
-def run(response: Response | Exception) -> tuple[Output, list[str]]:
-    output, logged = Output(), []
+def run(response: Response | Exception) -> tuple[RestOutput, list[str]]:
+    output, logged = output_40(), []
 
     def handle() -> Response:
         if isinstance(response, Exception):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fakes import FakeOrthanc
 from orthanc_nas.audit import Audit, AuditQuery
 from orthanc_nas.audit import access as access_module
 from orthanc_nas.audit.access import AccessRecorder, classify
@@ -21,30 +22,18 @@ SERIES = "5" * 8 + ("-" + "5" * 8) * 4
 INSTANCE = "6" * 8 + ("-" + "6" * 8) * 4
 
 
-class FakeOrthanc:
-    """The few resources the recorder asks about; counts the calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.resources: dict[str, Any] = {
-            f"/studies/{STUDY}": {"MainDicomTags": {"StudyInstanceUID": "1.2.3"},
-                                  "PatientMainDicomTags": {"PatientID": "PAT-9"}},
-            f"/series/{SERIES}": {"ParentStudy": STUDY},
-            f"/instances/{INSTANCE}": {"ParentSeries": SERIES},
-            f"/instances/{INSTANCE}/metadata?expand": {"RemoteIP": "10.1.2.3",
-                                                       "CalledAET": "ORTHANC"},
-            f"/patients/{PATIENT}": {"MainDicomTags": {"PatientID": "PAT-9"}},
-        }
-
-    def get(self, uri: str) -> Any:
-        self.calls.append(uri)
-        if uri not in self.resources:
-            raise LookupError(uri)
-        return self.resources[uri]
-
-    def post(self, uri: str, body: bytes) -> Any:
-        self.calls.append(uri)
-        return [{"ID": STUDY, "Type": "Study"}] if body == b"1.2.3" else []
+def fake_orthanc() -> FakeOrthanc:
+    """The few resources the recorder asks about."""
+    return FakeOrthanc({
+        f"/studies/{STUDY}": {"MainDicomTags": {"StudyInstanceUID": "1.2.3"},
+                              "PatientMainDicomTags": {"PatientID": "PAT-9"}},
+        f"/series/{SERIES}": {"ParentStudy": STUDY},
+        f"/instances/{INSTANCE}": {"ParentSeries": SERIES},
+        f"/instances/{INSTANCE}/metadata?expand": {"RemoteIP": "10.1.2.3",
+                                                   "CalledAET": "ORTHANC"},
+        f"/patients/{PATIENT}": {"MainDicomTags": {"PatientID": "PAT-9"}},
+    }, posts={"/tools/lookup": lambda body: [{"ID": STUDY, "Type": "Study"}]
+              if body == b"1.2.3" else []})
 
 
 @pytest.fixture
@@ -52,7 +41,7 @@ def env(tmp_path: Path) -> tuple[AccessRecorder, Audit, FakeOrthanc, ManualClock
     clock = ManualClock()
     db = SqliteDatabase(tmp_path / "a.sqlite")
     audit = Audit(db, clock, b"k" * 32)
-    orthanc = FakeOrthanc()
+    orthanc = fake_orthanc()
     errors: list[str] = []
     return AccessRecorder(db, audit, orthanc, clock, errors.append), audit, orthanc, clock, errors
 
@@ -103,7 +92,7 @@ def test_one_row_per_study_per_session_whatever_the_route(env: Any) -> None:
     downloads = rows(audit, "study_downloaded")
     assert len(downloads) == 1 and downloads[0]["event_code"] == "110106"
     assert errors == []
-    assert orthanc.calls.count(f"/series/{SERIES}") == 1  # series -> study is cached
+    assert orthanc.uris().count(f"/series/{SERIES}") == 1  # series -> study is cached
 
 
 def test_imports_are_one_row_per_ae_and_study_per_burst(env: Any) -> None:
@@ -149,7 +138,7 @@ def test_unknown_resources_and_failures_do_not_stop_the_others(env: Any) -> None
     recorder.observe("s:one", "anna", "", "GET", f"/studies/{STUDY}", {})
     recorder.drain()
     assert len(rows(audit, "instances_accessed")) == 1
-    assert len(errors) == 1 and "LookupError" in errors[0]
+    assert len(errors) == 1 and "OrthancError" in errors[0]
 
 
 def test_a_full_queue_is_reported_not_grown(env: Any, monkeypatch: pytest.MonkeyPatch) -> None:

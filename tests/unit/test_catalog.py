@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fakes import FakeOrthanc
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
 from orthanc_nas.images import catalog as catalog_module
@@ -22,7 +23,7 @@ from orthanc_nas.images.catalog import (
     Viewer,
     valid_tag,
 )
-from orthanc_nas.orthanc_api import OrthancError, orthanc_study_id
+from orthanc_nas.orthanc_api import orthanc_study_id
 
 SERIES_A = "5e51e5a0-00000000-00000000-00000000-0000000a"
 INSTANCE_A = "1a57a0ce-00000000-00000000-00000000-0000000a"
@@ -42,31 +43,10 @@ B = study("P-B", "1.2.3.2", "Baker^Bob", "20230505", "Knee")
 C = study("P-C", "1.2.3.3", "Carter^Cy", "20240303", "Head")
 
 
-@dataclass
-class FakeOrthanc:
-    studies: list[dict[str, Any]]
-    resources: dict[str, Any] = field(default_factory=dict)
-    finds: list[dict[str, Any]] = field(default_factory=list)
-    gets: list[str] = field(default_factory=list)
-
-    def get(self, uri: str) -> Any:
-        self.gets.append(uri)
-        by_id = {s["ID"]: s for s in self.studies}
-        if uri == "/studies":
-            return list(by_id)
-        if uri.startswith("/studies/") and uri[9:] in by_id and uri not in self.resources:
-            return dict(by_id[uri[9:]])
-        if uri not in self.resources:
-            raise OrthancError(f"404 {uri}")
-        return self.resources[uri]
-
-    def get_bytes(self, uri: str) -> bytes:
-        return json.dumps(self.get(uri)).encode()
-
-    def post(self, uri: str, body: bytes) -> Any:
-        assert uri == "/tools/find"
-        self.finds.append(json.loads(body))
-        return [dict(s) for s in self.studies]
+def catalog_orthanc(studies: list[dict[str, Any]], resources: dict[str, Any]) -> FakeOrthanc:
+    """Orthanc's study list and /tools/find answer from ``studies`` (a test may change it)."""
+    return FakeOrthanc({**resources, "/studies": lambda: [s["ID"] for s in studies]},
+                       posts={"/tools/find": lambda body: [dict(s) for s in studies]})
 
 
 @dataclass
@@ -76,6 +56,12 @@ class Env:
     orthanc: FakeOrthanc
     catalog: Catalog
     users: dict[str, int]
+    studies: list[dict[str, Any]]
+
+    @property
+    def finds(self) -> list[dict[str, Any]]:
+        """The /tools/find queries Orthanc was asked."""
+        return [json.loads(body) for uri, body in self.orthanc.bodies if uri == "/tools/find"]
 
     def who(self, name: str, role: str = "user") -> Viewer:
         return Viewer(self.users[name], role)
@@ -98,7 +84,8 @@ def env(tmp_path: Path) -> Env:
     resources = {f"/studies/{s['ID']}": s for s in (A, B, C)}
     resources[f"/series/{SERIES_A}"] = {"ID": SERIES_A, "ParentStudy": A["ID"]}
     resources[f"/instances/{INSTANCE_A}"] = {"ID": INSTANCE_A, "ParentSeries": SERIES_A}
-    orthanc = FakeOrthanc([A, B, C], resources)
+    studies = [A, B, C]
+    orthanc = catalog_orthanc(studies, resources)
     catalog = Catalog(db, orthanc, clock, lambda ids: {})
     users = {name: add_user(db, name, role) for name, role in (
         ("admin", "admin"), ("vic", "viewer"), ("alice", "user"), ("bob", "user"),
@@ -110,7 +97,7 @@ def env(tmp_path: Path) -> Env:
     catalog.add_tag(A["ID"], "urgent", "admin")
     catalog.add_tag(B["ID"], "urgent", "admin")
     catalog.add_tag(C["ID"], "teaching", "admin")
-    return Env(db, clock, orthanc, catalog, users)
+    return Env(db, clock, orthanc, catalog, users, studies)
 
 
 # ---- identifiers and tags --------------------------------------------------------------------
@@ -212,25 +199,25 @@ def test_search_sorts_by_date_by_default(env: Env) -> None:
     assert first["series_count"] == 2 and first["uploaded_by"] == ["alice"]
     assert first["tags"] == ["urgent"] and first["nas"] == "not queued"
     assert rows[0]["uploaded_by"] == [] and rows[0]["uploaded_at"] is None
-    assert env.orthanc.finds == []  # no DICOM filter: Orthanc's id list and the index
+    assert env.finds == []  # no DICOM filter: Orthanc's id list and the index
 
 
 def test_unfiltered_listings_use_the_summary_index(env: Env,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     admin = env.who("admin", "admin")
     env.catalog.search(admin, Filters())
-    reads = len([g for g in env.orthanc.gets if g.startswith("/studies/")])
+    reads = len([g for g in env.orthanc.uris() if g.startswith("/studies/")])
     assert reads >= 3  # each study expanded...
     env.catalog.search(admin, Filters())
-    assert len([g for g in env.orthanc.gets if g.startswith("/studies/")]) == reads  # ...once
+    assert len([g for g in env.orthanc.uris() if g.startswith("/studies/")]) == reads  # ...once
     env.catalog.forget(A["ID"])  # Orthanc reported it changed
     env.catalog.search(admin, Filters())
-    assert env.orthanc.gets[-1] == f"/studies/{A['ID']}"
+    assert env.orthanc.uris()[-1] == f"/studies/{A['ID']}"
     monkeypatch.setattr(catalog_module, "INDEX_BATCH", 1)
     for study in (A, B):
         env.catalog.forget(study["ID"])
     total, _ = env.catalog.search(admin, Filters())
-    assert total == 3 and env.orthanc.finds[-1]["Query"] == {}  # many unknown: one find
+    assert total == 3 and env.finds[-1]["Query"] == {}  # many unknown: one find
 
 
 @pytest.mark.parametrize(("sort", "order"), [
@@ -258,7 +245,7 @@ def test_search_passes_dicom_filters_to_orthanc(env: Env) -> None:
         patient_name="Able*", patient_id="P-A", modality="CT", description="Chest",
         date_from="20240101"))
     env.catalog.search(env.who("admin", "admin"), Filters(date_to="20231231"))
-    assert [f["Query"] for f in env.orthanc.finds] == [
+    assert [f["Query"] for f in env.finds] == [
         {"PatientName": "Able*", "PatientID": "P-A", "ModalitiesInStudy": "CT",
          "StudyDescription": "Chest", "StudyDate": "20240101-"},
         {"StudyDate": "-20231231"}]
@@ -271,7 +258,7 @@ def test_search_shows_users_their_own_and_given_studies(env: Env) -> None:
 
 
 def test_search_intersects_with_what_orthanc_found(env: Env) -> None:
-    env.orthanc.studies = [A, B]  # C did not match the DICOM filters
+    env.studies[:] = [A, B]  # C did not match the DICOM filters
     assert env.ids(env.who("alice")) == [A["ID"]]
     assert env.ids(env.who("admin", "admin")) == [A["ID"], B["ID"]]
 
@@ -326,7 +313,7 @@ def test_resolve_walks_up_to_the_study(env: Env) -> None:
     instance_ref = env.catalog.resolve(INSTANCE_A)
     assert (instance_ref.level, instance_ref.id, instance_ref.study_id) == (
         "instance", INSTANCE_A, A["ID"])
-    assert env.orthanc.gets[-2:] == [f"/instances/{INSTANCE_A}", f"/series/{SERIES_A}"]
+    assert env.orthanc.uris()[-2:] == [f"/instances/{INSTANCE_A}", f"/series/{SERIES_A}"]
 
 
 @pytest.mark.parametrize("bad", [
@@ -337,14 +324,14 @@ def test_resolve_walks_up_to_the_study(env: Env) -> None:
 def test_resolve_rejects_malformed_ids_without_asking_orthanc(env: Env, bad: str) -> None:
     with pytest.raises(NotVisible):
         env.catalog.resolve(bad)
-    assert env.orthanc.gets == []
+    assert env.orthanc.uris() == []
 
 
 def test_resolve_unknown_id(env: Env) -> None:
     unknown = "deadbeef-00000000-00000000-00000000-00000000"
     with pytest.raises(NotVisible):
         env.catalog.resolve(unknown)
-    assert env.orthanc.gets == [f"/studies/{unknown}", f"/series/{unknown}",
+    assert env.orthanc.uris() == [f"/studies/{unknown}", f"/series/{unknown}",
                                 f"/instances/{unknown}"]
 
 

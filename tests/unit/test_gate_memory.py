@@ -13,7 +13,7 @@ import pytest
 
 from orthanc_nas.auth.sessions import TOUCH_INTERVAL
 
-from .test_auth_flows import (
+from .app_env import (
     MINUTE,
     OWN_PIN,
     Client,

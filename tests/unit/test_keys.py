@@ -1,4 +1,4 @@
-"""auth/keys.py: the key file (created 0600, checked on every start) and the derived keys."""
+"""keys.py: the key file (created 0600, checked on every start) and the derived keys."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orthanc_nas.auth.keys import (
+from orthanc_nas.keys import (
     KEY_BYTES,
     DecryptionError,
     KeyFileError,

@@ -1,6 +1,6 @@
 """Lockout per (account, source) with an account-wide ceiling and the command-line unlock;
 API tokens that end with what ends their owner's rights, need the PIN, always expire, and
-that admins list and revoke. Through App.authorize and App.handle, with a manual clock."""
+that admins list and revoke. Through App.decide and App.handle, with a manual clock."""
 
 from __future__ import annotations
 
@@ -13,23 +13,24 @@ from orthanc_nas import app as app_module
 from orthanc_nas import config
 from orthanc_nas.app import ADMIN_PIN_ENV, App
 from orthanc_nas.auth import cli
-from orthanc_nas.auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from orthanc_nas.auth.lockout import source_of
 from orthanc_nas.auth.service import INVALID_LOGIN
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
-from unit.test_auth_flows import (
+from orthanc_nas.keys import KEY_FILE, KeyRing, load_or_create_key
+
+from .app_env import (
     MINUTE,
     OWN_PIN,
     WRONG_PIN,
     Client,
     Env,
     FakeLog,
-    FakeOrthanc,
     admin_ready,
     base_config,
     body_of,
     events,
+    fake_orthanc,
     log_in,
     make_user,
 )
@@ -46,7 +47,7 @@ def build(tmp_path: Path, **sections: dict[str, Any]) -> Env:
     db = SqliteDatabase(tmp_path / cli.DATABASE_FILE)
     keys = KeyRing(load_or_create_key(tmp_path / KEY_FILE))
     clock, log = ManualClock(), FakeLog()
-    app = App(cfg, db, keys, clock, log, FakeOrthanc())
+    app = App(cfg, db, keys, clock, log, fake_orthanc())
     app_module.bootstrap_admin(app, {ADMIN_PIN_ENV: "Initial-Bootstrap-PIN-2024"})
     return Env(app, clock, log)
 
@@ -295,7 +296,7 @@ def test_admins_list_and_revoke_any_users_tokens(env: Env) -> None:
 def test_the_bootstrap_pin_from_the_environment_is_not_rated(tmp_path: Path) -> None:
     # It must be changed at first login anyway; automation may set anything.
     app = app_module.create_app(base_config(tmp_path), {ADMIN_PIN_ENV: "abcabcabca"},
-                                FakeLog(), FakeOrthanc())
+                                FakeLog(), fake_orthanc())
     client = Client(app)
     r = client.login("admin", "abcabcabca")
     assert r.status == 200 and body_of(r)["must_change_pin"] is True

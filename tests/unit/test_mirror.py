@@ -23,8 +23,9 @@ from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
 from orthanc_nas.mirror import worker
 from orthanc_nas.mirror.outbox import Outbox
-from orthanc_nas.mirror.worker import Commands, InstanceGone, Mirror, dicom_values, make_storage
+from orthanc_nas.mirror.worker import Commands, InstanceGone, Mirror, dicom_values
 from orthanc_nas.nas import layout
+from orthanc_nas.nas.connect import make_storage
 from orthanc_nas.nas.storage import (
     ConnectionFailed,
     Entry,

@@ -8,14 +8,14 @@ import socket
 from pathlib import Path
 
 import pytest
-from tests.unit.test_auth_flows import FakeLog, FakeOrthanc
 
+from fakes import FakeLog, FakeOrthanc
 from orthanc_nas import config
 from orthanc_nas.app import App
 from orthanc_nas.auth.backend import same_origin
-from orthanc_nas.auth.keys import KeyRing
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.keys import KeyRing
 from orthanc_nas.web import ApiError, Request, client_scheme, origin_of
 
 PROXY = (ipaddress.ip_network("10.0.0.1/32"),)

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from orthanc_nas.audit import Audit
-from orthanc_nas.auth.keys import KeyRing
 from orthanc_nas.auth.pins import PinHasher
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
@@ -24,6 +23,7 @@ from orthanc_nas.images.shares import (
     Shares,
     ShareUnknown,
 )
+from orthanc_nas.keys import KeyRing
 
 HOUR = 3600.0
 VIEW_SECONDS = 600.0

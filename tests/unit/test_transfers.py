@@ -8,31 +8,26 @@ from typing import Any
 
 import pytest
 
+from fakes import FakeOrthanc
 from orthanc_nas import orthanc_api
 from orthanc_nas.api import transfers
 from orthanc_nas.orthanc_api import OrthancError
 
 
-class FakeOrthanc:
-    """Orthanc's built-in route: answers a job, then its states one GET at a time."""
+def job_orthanc(states: list[dict[str, Any]]) -> FakeOrthanc:
+    """Orthanc's built-in route: answers a job, then its ``states`` one GET at a time."""
 
-    def __init__(self, states: list[dict[str, Any]], refuse: str | None = None) -> None:
-        self.states = states
-        self.refuse = refuse
-        self.posted: list[tuple[str, Any]] = []
-
-    def post(self, uri: str, body: bytes) -> Any:
-        if self.refuse:
-            raise OrthancError(self.refuse)
+    def post(body: bytes) -> Any:
         parsed = json.loads(body) if body[:1] in (b"{", b"[") else body.decode()
-        self.posted.append((uri, parsed))
         if isinstance(parsed, dict) and parsed.get("Asynchronous"):
             return {"ID": "job-1", "Path": "/jobs/job-1"}
         return {"InstancesCount": 1}
 
-    def get(self, uri: str) -> Any:
-        assert uri == "/jobs/job-1"
-        return self.states.pop(0)
+    return FakeOrthanc({"/jobs/job-1": lambda: states.pop(0)}, post_otherwise=post)
+
+
+def posted(orthanc: FakeOrthanc) -> list[tuple[str, Any]]:
+    return [(uri, json.loads(body)) for uri, body in orthanc.bodies]
 
 
 @pytest.fixture(autouse=True)
@@ -58,30 +53,31 @@ def test_move_names_studies_by_uid() -> None:
 
 
 def test_a_synchronous_send_runs_as_a_job_and_returns_its_content() -> None:
-    orthanc = FakeOrthanc([{"State": "Running"}, {"State": "Pending"},
+    orthanc = job_orthanc([{"State": "Running"}, {"State": "Pending"},
                            {"State": "Success", "Content": {"InstancesCount": 3}}])
     body = b"study-1"
     answer = transfers.forward(orthanc, "/modalities/pacs/store", body,
                                transfers.as_object(body))
     assert answer == {"InstancesCount": 3}
-    assert orthanc.posted == [("/modalities/pacs/store",
+    assert posted(orthanc) == [("/modalities/pacs/store",
                                {"Resources": ["study-1"], "Asynchronous": True})]
 
 
 def test_a_failed_job_is_an_error() -> None:
-    orthanc = FakeOrthanc([{"State": "Failure", "ErrorDescription": "DICOM association"}])
+    orthanc = job_orthanc([{"State": "Failure", "ErrorDescription": "DICOM association"}])
     body = b'{"Resources": ["s"]}'
     with pytest.raises(OrthancError, match="association"):
         transfers.forward(orthanc, "/peers/p/store", body, transfers.as_object(body))
 
 
 def test_an_asynchronous_request_is_passed_as_it_came() -> None:
-    orthanc = FakeOrthanc([])
+    states: list[dict[str, Any]] = []
+    orthanc = job_orthanc(states)
     body = b'{"Resources": ["s"], "Asynchronous": true}'
     assert transfers.forward(orthanc, "/modalities/m/store", body,
                              transfers.as_object(body)) == {"ID": "job-1",
                                                             "Path": "/jobs/job-1"}
-    assert orthanc.states == []  # not waited for
+    assert orthanc.uris() == []  # not waited for
 
 
 @pytest.mark.parametrize(("message", "status"), [

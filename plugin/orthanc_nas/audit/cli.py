@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..auth.keys import KEY_FILE, KeyRing, load_or_create_key
 from ..clock import SystemClock
 from ..db import SqliteDatabase
+from ..keys import KEY_FILE, KeyRing, load_or_create_key
 from .trail import HEAD_FILE, Audit, read_head
 
 

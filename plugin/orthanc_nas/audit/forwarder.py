@@ -14,6 +14,7 @@ row's time as TIMESTAMP and a severity from its outcome (``severity_for``).
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,15 @@ from ..clock import Clock
 from ..db import Database, Row
 from ..logs import Log
 from .message import audit_message, outcome_indicator
-from .syslog import AUTHPRIV, Sender, SyslogUnavailable, frame, severity_for
+from .syslog import (
+    AUTHPRIV,
+    Sender,
+    SyslogUnavailable,
+    TcpSender,
+    UdpSender,
+    frame,
+    severity_for,
+)
 from .trail import COLUMNS, EVENT_NAMES
 
 MSGID = "DICOM+RFC3881"
@@ -210,3 +219,19 @@ def _wait_either(stop: threading.Event, wake: threading.Event, timeout: float) -
         if wake.wait(step):
             return
         remaining -= step
+
+
+def forwarder_from_config(db: Database, clock: Clock, log: Log,
+                          syslog: dict[str, Any]) -> Forwarder | None:
+    """The forwarder the ``audit.syslog`` section describes; None when it is not enabled."""
+    if not syslog["enabled"]:
+        return None
+
+    def sender() -> Sender:
+        kind = TcpSender if syslog["protocol"] == "tcp" else UdpSender
+        return kind(syslog["host"], syslog["port"])
+
+    hostname = socket.gethostname()
+    return Forwarder(db, sender, clock, log, source_id=syslog["source_id"] or hostname,
+                     hostname=hostname, app_name=syslog["app_name"],
+                     facility=syslog["facility"])

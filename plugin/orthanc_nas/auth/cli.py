@@ -17,7 +17,7 @@ from pathlib import Path
 from ..audit import Audit
 from ..clock import SystemClock
 from ..db import DatabaseError, SqliteDatabase
-from .keys import KEY_FILE, KeyFileError, KeyRing, load_or_create_key
+from ..keys import KEY_FILE, KeyFileError, KeyRing, load_or_create_key
 from .lockout import unlock
 from .users import Users
 

@@ -11,8 +11,8 @@ from typing import Any
 from ..audit import FAILURE, Audit
 from ..clock import Clock
 from ..db import Database, Transaction
+from ..keys import DecryptionError, KeyRing
 from . import totp
-from .keys import DecryptionError, KeyRing
 from .lockout import Locked, Lockout, Throttle
 from .pins import PinHasher, check_new_pin
 from .sessions import Sessions

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..clock import Clock
 from ..db import Database, Row, Transaction
-from .keys import KeyRing
+from ..keys import KeyRing
 
 SESSION_COOKIE = "onas_session"
 PENDING_COOKIE = "onas_pending"

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..db import Database, Transaction
-from .keys import KeyRing
+from ..keys import KeyRing
 
 PREFIX = "onat_"
 # last_used_at is written at most this often (seconds).

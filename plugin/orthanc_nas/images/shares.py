@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..audit import FAILURE, Audit
-from ..auth.keys import KeyRing
 from ..auth.pins import PinHasher
 from ..clock import Clock
 from ..db import Database, Row, Transaction
+from ..keys import KeyRing
 from .catalog import Resource
 
 TOKEN_LENGTH = 43  # secrets.token_urlsafe(32)

@@ -11,9 +11,9 @@ from typing import Any
 
 from .. import config
 from ..audit import HEAD_FILE, Audit
-from ..auth.keys import KeyRing
 from ..clock import Clock
 from ..db import Database
+from ..keys import KeyRing
 from ..settings import Settings
 from .outbox import Outbox, StoredLookup
 from .spooler import Spooler

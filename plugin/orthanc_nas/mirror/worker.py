@@ -31,11 +31,12 @@ from typing import Any
 import pydicom
 
 from ..audit import FAILURE, Audit
-from ..auth.keys import KeyRing, load_or_create_key
 from ..clock import Clock, SystemClock
 from ..db import Database, open_database
+from ..keys import KeyRing, load_or_create_key
 from ..nas import layout
-from ..nas.storage import ConnectionFailed, LocalStorage, Storage, StorageError, TargetExists
+from ..nas.connect import make_storage
+from ..nas.storage import ConnectionFailed, Storage, StorageError, TargetExists
 from .outbox import Item, Outbox
 
 BATCH = 50
@@ -47,17 +48,6 @@ SPACE_EVERY = 30.0
 
 class InstanceGone(Exception):
     """Neither a spool copy nor Orthanc has the instance any more."""
-
-
-def make_storage(nas: dict[str, Any]) -> Storage:
-    if nas["type"] == "local":
-        return LocalStorage(nas["path"], nas.get("local_roots") or [])
-    from ..nas.smb import SmbStorage  # smbprotocol only where SMB is used
-
-    return SmbStorage(host=nas["host"], port=nas["port"], share=nas["share"],
-                      username=nas["username"], password=nas["password"], path=nas["path"],
-                      encrypt=nas["encrypt"], require_signing=nas["require_signing"],
-                      timeout=nas["timeout_seconds"])
 
 
 class OrthancSource:

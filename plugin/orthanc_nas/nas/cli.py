@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from ..mirror.worker import make_storage
+from .connect import make_storage
 from .storage import OutsideRoot, StorageError
 
 

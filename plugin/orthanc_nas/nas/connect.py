@@ -1,0 +1,22 @@
+"""The storage the NAS settings name: a local folder, or an SMB share.
+
+Here, not in the mirror worker, so that the admin's probe (``nas/cli.py``) builds the same
+storage without importing the worker (and pydicom with it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .storage import LocalStorage, Storage
+
+
+def make_storage(nas: dict[str, Any]) -> Storage:
+    if nas["type"] == "local":
+        return LocalStorage(nas["path"], nas.get("local_roots") or [])
+    from .smb import SmbStorage  # smbprotocol only where SMB is used
+
+    return SmbStorage(host=nas["host"], port=nas["port"], share=nas["share"],
+                      username=nas["username"], password=nas["password"], path=nas["path"],
+                      encrypt=nas["encrypt"], require_signing=nas["require_signing"],
+                      timeout=nas["timeout_seconds"])
