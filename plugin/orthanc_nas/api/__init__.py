@@ -7,6 +7,7 @@ from . import (
     account,
     admin,
     audit,
+    backup,
     dashboard,
     docs,
     health,
@@ -20,7 +21,7 @@ from . import (
 )
 
 ROUTES: tuple[Route, ...] = (
-    *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *nas.ROUTES, *images.ROUTES,
-    *shares.ROUTES, *dashboard.ROUTES, *health.ROUTES, *transfers.ROUTES, *native.ROUTES,
-    *pages.ROUTES, *docs.ROUTES,
+    *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *backup.ROUTES, *nas.ROUTES,
+    *images.ROUTES, *shares.ROUTES, *dashboard.ROUTES, *health.ROUTES, *transfers.ROUTES,
+    *native.ROUTES, *pages.ROUTES, *docs.ROUTES,
 )
