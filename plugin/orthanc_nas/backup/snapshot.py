@@ -29,10 +29,14 @@ def database_copy(db_path: Path) -> bytes:
     dst = sqlite3.connect(":memory:")
     try:
         src.backup(dst, pages=4096)
-        return dst.serialize()
+        image = bytearray(dst.serialize())
     finally:
         dst.close()
         src.close()
+    # The copy keeps the live file's WAL marks (header bytes 18-19): a database image read
+    # from memory or written as a lone file must say "rollback journal" (1) to open.
+    image[18:20] = b"\x01\x01"
+    return bytes(image)
 
 
 def counts(image: bytes) -> dict[str, int]:
