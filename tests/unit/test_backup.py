@@ -160,7 +160,7 @@ def test_a_run_writes_a_verified_backup_and_verify_finds_damage(tmp_path: Path,
     assert name == result["name"] and len(blob) == result["size"]
     assert key_path.read_bytes() not in blob
     meta, snap = restore.open_backup(blob, PASS)
-    assert snap.key == key_path.read_bytes() and snap.manifest["counts"]["audit"] == 5
+    assert snap.key == key_path.read_bytes() and snap.manifest["counts"]["audit"] == 6
     report = restore.verify(storage, name, meta, snap, clock)
     assert report["ok"] and report["catalog_instances"] == 1 and report["audit_chain"]["ok"]
     damaged = bytearray(dicom)

@@ -65,6 +65,9 @@ def run(job: Job, storage: Storage, clock: Clock) -> dict[str, Any]:
     name = store.name_for(started)
     try:
         bundle = crypto.KeyBundle.from_json(job.bundle)
+        # Recorded before the snapshot, so a restored trail says which backup it came from.
+        audit.record("backup_started", actor=job.actor, ip="", target=name,
+                     trigger=job.trigger, key_fingerprint=bundle.fingerprint())
         image = snapshot.database_copy(job.db_path)
         tallies = snapshot.counts(image)
         manifest = {"created": started, "plugin_version": __version__,
