@@ -9,11 +9,11 @@ from pathlib import Path
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
+from tests.integration.test_browser_tokens import screenshots
 
 from browser import browser_login, wait
 from conftest import FAST
 from harness import OrthancServer, admin_account, deep_merge
-from tests.integration.test_browser_tokens import screenshots
 
 
 def test_admin_page_backs_up(browser: WebDriver, tmp_path: Path) -> None:
