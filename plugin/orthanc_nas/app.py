@@ -34,6 +34,7 @@ from .auth.service import AuthFailed, AuthService
 from .auth.sessions import Sessions
 from .auth.tokens import Tokens
 from .auth.users import Users
+from .backup.service import BackupService
 from .clock import Clock, OffsetClock, SystemClock
 from .db import Database, open_database
 from .housekeeping import Housekeeping
@@ -119,6 +120,9 @@ class App:
                                     Outbox(db, data_dir / "mirror-spool", clock), self.audit, clock,
                                     python or [sys.executable], env or {}, self._spool_failed,
                                     functools.partial(stored_copy, orthanc, orthanc_storage))
+        self.backup = BackupService(cfg.section("backup"), db, self.settings, self.audit, clock,
+                                    data_dir, self.mirror.effective, python or [sys.executable],
+                                    env or {})
         self.catalog = Catalog(db, orthanc, clock,
                                lambda ids: self.mirror.outbox.state_of(db, ids))
         self.uploads = Uploads(db, self.catalog, self.audit)
@@ -280,6 +284,9 @@ class App:
         if db_path is not None:
             key_path = self.data_dir / KEY_FILE
             self.mirror.start(orthanc_url, orthanc_token, str(db_path), str(key_path))
+            self.backup.db_path, self.backup.key_path = Path(db_path), key_path
+            threading.Thread(target=self.backup.run_schedule, args=(self._stop,),
+                             name="orthanc-nas-backup", daemon=True).start()
 
     def stopping(self) -> None:
         self._stop.set()

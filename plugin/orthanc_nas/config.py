@@ -118,6 +118,11 @@ def _ae_owners(v: dict[str, Any]) -> str | None:
     return None
 
 
+def _clock_time(v: str) -> str | None:
+    match = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])", v)
+    return None if match else "a time of day as HH:MM (00:00 to 23:59)"
+
+
 def _layout(v: str) -> str | None:
     from .nas.layout import LayoutError, check_template
 
@@ -270,6 +275,18 @@ SCHEMA: Schema = {
             "app_name": Field(str, "orthanc-nas", "APP-NAME of the syslog messages."),
             "source_id": Field(str, "", "AuditSourceID in the messages; empty: the host name."),
         },
+    },
+    "backup": {
+        "enabled": Field(bool, True, "Scheduled encrypted backups of the plugin's state to the "
+                         "NAS, once an admin has set a backup passphrase (docs/backup.md)."),
+        "every_hours": Field(int, 24, "Hours between scheduled backups (1 to 24), counted "
+                             "from start_time each day.", _range(1, 24)),
+        "start_time": Field(str, "02:00", "Local time of the day's first scheduled backup "
+                            "(HH:MM).", _clock_time),
+        "keep_daily": Field(int, 7, "Backups kept: the newest of each of this many days.",
+                            _range(1, 365)),
+        "keep_weekly": Field(int, 4, "Also kept: the newest of each of this many ISO weeks.",
+                             _range(0, 520)),
     },
     "ae_owners": Field(dict, {}, "Calling AE title -> username: instances received by C-STORE "
                        "from that AE belong to that user (admins edit it at run time too).",

@@ -21,6 +21,7 @@ from .auth.service import AuthService
 from .auth.sessions import Sessions
 from .auth.tokens import Tokens
 from .auth.users import Users
+from .backup.service import BackupService
 from .clock import Clock
 from .db import Database
 from .images.catalog import Catalog
@@ -56,6 +57,7 @@ class Services(Protocol):
     auth: AuthService
     accounts: Accounts
     mirror: MirrorService
+    backup: BackupService
     catalog: Catalog
     shares: Shares
     share_throttle: Throttle

@@ -7,6 +7,7 @@ from . import (
     account,
     admin,
     audit,
+    backup,
     dashboard,
     docs,
     health,
@@ -21,7 +22,8 @@ from . import (
 )
 
 ROUTES: tuple[Route, ...] = (
-    *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *nas.ROUTES, *images.ROUTES,
-    *shares.ROUTES, *viewer.ROUTES, *dashboard.ROUTES, *health.ROUTES, *transfers.ROUTES,
+    *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *backup.ROUTES, *nas.ROUTES,
+    *images.ROUTES, *shares.ROUTES, *viewer.ROUTES, *dashboard.ROUTES, *health.ROUTES,
+    *transfers.ROUTES,
     *native.ROUTES, *pages.ROUTES, *docs.ROUTES,
 )

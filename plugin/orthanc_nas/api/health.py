@@ -48,8 +48,12 @@ def _nas(svc: Services) -> dict[str, Any]:
                                                   "failed", "last_error")}}
 
 
+def _backup(svc: Services) -> dict[str, Any]:
+    return svc.backup.health()
+
+
 CHECKS = {"database": _database, "two_factor": _two_factor, "nas": _nas,
-          "audit_forwarding": _forwarding, "gate": _gate}
+          "audit_forwarding": _forwarding, "gate": _gate, "backup": _backup}
 
 
 def health(svc: Services, call: Call) -> Response:

@@ -77,6 +77,8 @@ EVENT_TYPES: dict[str, Code] = {
     **dict.fromkeys(("two_factor_config_changed", "security_alert", "ae_owners_changed"),
                     SECURITY_CONFIGURATION),
     "nas_config_changed": SOFTWARE_CONFIGURATION,
+    # the backup key changed, or the whole state replaced from a backup
+    **dict.fromkeys(("backup_key_set", "backup_restored"), SECURITY_CONFIGURATION),
     # the trail itself (pruned through its gate, or found altered) and share-link PINs
     **dict.fromkeys(("audit_pruned", "audit_verification_failed", "share_pin_failed"),
                     RESTRICTED_FUNCTION),

@@ -50,7 +50,8 @@ EVENT_CODES = {
                      "token_created", "token_revoked", "tokens_revoked",
                      "audit_verification_failed", "audit_pruned", "share_created",
                      "share_revoked", "share_expired", "share_pin_failed",
-                     "audit_observations_dropped"), SECURITY_ALERT),
+                     "audit_observations_dropped", "backup_key_set", "backup_restored"),
+                    SECURITY_ALERT),
     **dict.fromkeys(("share_opened", "instances_accessed"), INSTANCES_ACCESSED),
     **dict.fromkeys(("nas_mirrored", "nas_mirror_failed", "nas_name_taken", "instances_sent",
                      "retrieve_requested"), BEGIN_TRANSFERRING),
@@ -60,7 +61,7 @@ EVENT_CODES = {
 }
 # Outcome indicators: 0 success, 4 minor failure, 8 serious failure, 12 major failure.
 SERIOUS = frozenset({"lockout", "audit_verification_failed", "nas_mirror_failed",
-                     "audit_observations_dropped"})
+                     "audit_observations_dropped", "backup_failed"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 

@@ -95,9 +95,13 @@ class Outbox:
         superseded = []
         now = self._clock.now()
         with self._db.transaction(invalidates=False) as tx:
-            for instance_id, name, size in spooled:
-                old = tx.one("SELECT spool FROM mirror_queue WHERE instance_id = ?",
-                             (instance_id,))
+            for (instance_id, name, size), (_, data) in zip(spooled, received, strict=True):
+                old = tx.one("SELECT spool, state, source, sha256 FROM mirror_queue"
+                             " WHERE instance_id = ?", (instance_id,))
+                if old is not None and _restored(old, data):
+                    if name is not None:  # imported from the NAS by a restore: already there
+                        superseded.append(name)
+                    continue
                 if old is not None and old["spool"]:
                     superseded.append(old["spool"])
                 tx.execute(
@@ -263,6 +267,13 @@ class Outbox:
         rows = tx.all(f"SELECT instance_id, state FROM mirror_queue"  # noqa: S608
                       f" WHERE instance_id IN ({marks})", instance_ids)
         return {r["instance_id"]: r["state"] for r in rows}
+
+
+def _restored(row: Row, data: bytes) -> bool:
+    """Whether the row is a restore's import of exactly these bytes from the NAS (backup/
+    restore.py): its copy is the NAS's own, so mirroring it again would copy it back."""
+    return (row["state"] == DONE and row["source"] == "restore" and row["sha256"] is not None
+            and hashlib.sha256(data).hexdigest() == row["sha256"])
 
 
 def _linked(source: Path, target: Path) -> bool:
