@@ -17,7 +17,7 @@ from orthanc_nas.schema import MIGRATIONS
 def test_health_details_are_for_admins_only(orthanc: OrthancServer, admin: Client) -> None:
     """Issue 11: anonymous callers saw versions and the gate's counters (traffic measurable
     from outside). Anyone but an admin gets the status and each check's ok flag only."""
-    checks = {"database", "two_factor", "nas", "audit_forwarding", "gate"}
+    checks = {"database", "two_factor", "nas", "audit_forwarding", "gate", "backup"}
     r = admin.get("/api/health")
     assert r.status_code == 200
     body = r.json()

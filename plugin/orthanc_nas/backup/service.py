@@ -123,9 +123,7 @@ class BackupService:
         bundle = self.key()
         if bundle is None:
             raise BackupError(409, "set a backup passphrase first")
-        nas = self._nas()
-        if not (nas["host"] and nas["share"] if nas["type"] == "smb" else nas["path"]):
-            raise BackupError(409, "the NAS is not configured: backups are written to it")
+        self._configured_nas()
         if self.db_path is None or self.key_path is None:
             raise BackupError(503, "backups need the SQLite database")
         return bundle
@@ -143,8 +141,14 @@ class BackupService:
         finally:
             self._running.release()
 
-    def listing(self) -> dict[str, Any]:
+    def _configured_nas(self) -> dict[str, Any]:
         nas = self._nas()
+        if not (nas["host"] and nas["share"] if nas["type"] == "smb" else nas["path"]):
+            raise BackupError(409, "the NAS is not configured: backups are written to it")
+        return nas
+
+    def listing(self) -> dict[str, Any]:
+        nas = self._configured_nas()
         result = self._run_child(["list"], {"nas": nas}, SHORT_TIMEOUT)
         if not result.get("ok"):
             raise BackupError(503, result.get("error", "the NAS did not answer"))
