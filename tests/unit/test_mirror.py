@@ -29,6 +29,7 @@ from orthanc_nas.nas.storage import (
     ConnectionFailed,
     Entry,
     LocalStorage,
+    LogonFailed,
     Space,
     StorageError,
     TargetExists,
@@ -61,7 +62,8 @@ class FakeStorage:
     def connect(self) -> None:
         self.ops.append(("connect",))
         if self.connect_error is not None:
-            raise ConnectionFailed("connect", self.connect_error)
+            kind = LogonFailed if "LOGON" in self.connect_error else ConnectionFailed
+            raise kind("connect", self.connect_error)
 
     def write(self, path: str, data: bytes) -> None:
         self.ops.append(("write", path))
@@ -259,8 +261,8 @@ def test_end_to_end_on_a_local_folder(tmp_path: Path) -> None:
     data, ds = dicom(patient_name="Doe^John")
     env.record("inst-1", data)
 
-    wait = env.mirror.step()  # the folder does not exist yet: a connection failure
-    assert wait == BASE and not env.mirror.connected
+    wait = env.mirror.step()  # the folder does not exist yet: a connection failure, looked
+    assert wait == worker.RECONNECT_MAX and not env.mirror.connected  # at again soon
     assert env.row("inst-1")["state"] == "pending"
 
     root.mkdir()
@@ -294,7 +296,7 @@ def test_a_file_just_received_is_written_without_looking_first(env: Env) -> None
     env.record("inst-1", data)
     env.mirror.step()
     assert [op[0] for op in env.storage.ops if op[0] != "connect"][:3] == [
-        "write", "read", "replace"]
+        "write", "replace", "read"]  # the rename that must not replace finds it: compared
     assert env.storage.files == {path: data} and env.spool_files() == []
 
 
@@ -339,7 +341,9 @@ def test_names_that_fold_together_never_overwrite_each_other(env: Env) -> None:
 # ---- verification, item errors and backoff ---------------------------------------------------
 
 
-def test_verification_failure_is_a_failed_attempt_and_removes_the_temporary(env: Env) -> None:
+def test_verification_failure_is_a_failed_attempt_and_removes_the_temporary(
+        tmp_path: Path) -> None:
+    env = make_env(tmp_path, verify="readback")
     data, ds = dicom()
     path, part = target_of(ds), part_of(path=target_of(ds))
     env.storage.corrupt_reads = True
@@ -363,8 +367,10 @@ def test_verification_failure_is_a_failed_attempt_and_removes_the_temporary(env:
     assert env.storage.files == {path: data}
 
 
-def test_without_verify_the_temporary_is_not_read_back(tmp_path: Path) -> None:
-    env = make_env(tmp_path, verify=False)
+@pytest.mark.parametrize("verify", ["size", False])  # False: the old boolean, read as "size"
+def test_without_readback_the_temporary_is_not_read_back(tmp_path: Path,
+                                                         verify: str | bool) -> None:
+    env = make_env(tmp_path, verify=verify)
     data, ds = dicom()
     env.storage.corrupt_reads = True
     env.record("inst-1", data)
@@ -514,7 +520,7 @@ def test_connection_lost_mid_batch_leaves_the_rest_untouched(env: Env) -> None:
         env.record(instance_id, data)
 
     wait = env.mirror.step()
-    assert wait == BASE and not env.mirror.connected
+    assert wait == worker.RECONNECT_MAX and not env.mirror.connected
     assert env.row("inst-0")["state"] == "done"
     for instance_id in ("inst-1", "inst-2"):
         row = env.row(instance_id)

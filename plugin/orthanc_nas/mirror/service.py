@@ -51,7 +51,7 @@ class MirrorService:
     # ---- settings ---------------------------------------------------------------------------
 
     def _override(self) -> dict[str, Any]:
-        override = dict(self._settings.get("nas") or {})
+        override = dict(config.migrate_nas(self._settings.get("nas") or {}))
         override.pop(FIXED, None)
         blob = override.pop("password_encrypted", None)
         if blob is not None:
