@@ -22,7 +22,9 @@ from orthanc_nas.audit import FAILURE, Audit
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
 from orthanc_nas.mirror import worker
+from orthanc_nas.mirror import scrub as scrub_module
 from orthanc_nas.mirror.outbox import Outbox
+from orthanc_nas.mirror.scrub import Scrub, within_hours
 from orthanc_nas.mirror.worker import Commands, InstanceGone, Mirror, dicom_values, make_storage
 from orthanc_nas.nas import layout
 from orthanc_nas.nas.storage import (
@@ -240,12 +242,13 @@ def test_recorded_instance_lands_at_its_path_through_a_temporary_name(env: Env) 
         "done", path, None, 0)
     assert (row["size"], row["series_uid"], row["study_uid"], row["patient_id"]) == (
         len(data), ds.SeriesInstanceUID, ds.StudyInstanceUID, "PAT-1")
-    # written under the temporary name, read back, then renamed: never written in place
+    # written under the temporary name (its size confirmed by the write), then renamed:
+    # never written in place, not read back (the scrub reads it later)
     part = part_of(path)
     assert env.storage.writes() == [part]
     ops = env.storage.ops
-    assert ops.index(("write", part)) < ops.index(("read", part)) < ops.index(
-        ("replace", part, path))
+    assert ops.index(("write", part)) < ops.index(("replace", part, path))
+    assert ("read", part) not in ops
     assert env.mirror.connected and env.mirror.space == (1000, 400)
     state = env.db.one("SELECT * FROM nas_state WHERE id = 1")
     assert state is not None and state["connected"] == 1 and state["free_bytes"] == 400
@@ -826,3 +829,83 @@ def test_local_write_never_follows_a_planted_link(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         storage.write("a/.x.part", b"attacker")
     assert storage.read("b/victim.dcm") == b"victim"
+
+
+# ---- the scrub -------------------------------------------------------------------------------
+
+
+def scrubbed_env(tmp_path: Path, rate: int = 1) -> tuple[Env, Scrub]:
+    env = make_env(tmp_path)
+    scrub = Scrub(env.outbox, env.mirror.audit, env.clock, rate, (0, 24))
+    return env, scrub  # stepped by the test, not by the mirror's idle passes
+
+
+def test_scrub_finds_a_corrupted_copy_recopies_and_audits_it(tmp_path: Path) -> None:
+    env, scrub = scrubbed_env(tmp_path)
+    data, ds = dicom()
+    env.mirror.source = FakeSource({"inst-1": data})  # the spool copy is gone once mirrored
+    env.record("inst-1", data)
+    env.drain()
+    path = target_of(ds)
+    assert env.outbox.counts()["unverified"] == 1
+    flipped = bytearray(env.storage.files[path])
+    flipped[-1] ^= 0xFF  # behind the mirror's back
+    env.storage.files[path] = bytes(flipped)
+
+    scrub.step(env.storage)
+    assert env.row("inst-1")["state"] == "pending"  # queued to be copied again
+    (row,) = env.audit("nas_scrub_mismatch")
+    assert row["target"] == "inst-1" and "differs" in row["details"]["error"]
+    env.drain()
+    assert env.storage.files[path] == data and env.row("inst-1")["state"] == "done"
+    env.clock.advance(60)
+    scrub.step(env.storage)
+    counts = env.outbox.counts()
+    assert (counts["verified"], counts["unverified"]) == (1, 0)
+    assert counts["oldest_unverified_age_seconds"] is None
+
+
+def test_scrub_of_a_missing_copy_recopies_it(tmp_path: Path) -> None:
+    env, scrub = scrubbed_env(tmp_path)
+    data, ds = dicom()
+    env.mirror.source = FakeSource({"inst-1": data})
+    env.record("inst-1", data)
+    env.drain()
+    del env.storage.files[target_of(ds)]
+    scrub.step(env.storage)
+    assert "unreadable" in env.audit("nas_scrub_mismatch")[0]["details"]["error"]
+    env.drain()
+    assert env.storage.files[target_of(ds)] == data
+
+
+def test_scrub_rate_cap_holds_over_a_window(tmp_path: Path) -> None:
+    """At 1 MB/s, the bytes read over any 10 s of the (injected) clock stay within 10 MB and
+    one file: whatever the caller's loop, reads wait for the cap."""
+    env, scrub = scrubbed_env(tmp_path, rate=1)
+    big = ct_instance(size=512)  # ~0.5 MB each
+    for i in range(30):
+        big.SOPInstanceUID = generate_uid()
+        env.record(f"inst-{i}", encode(big))
+    env.drain(passes=10)
+    size = len(encode(big))
+    start = env.clock.now()
+    reads: list[tuple[float, int]] = []
+    while env.clock.now() - start < 10:
+        before = scrub.bytes_read
+        wait = scrub.step(env.storage)
+        if scrub.bytes_read > before:
+            reads.append((env.clock.now() - start, scrub.bytes_read - before))
+        env.clock.advance(min(wait, 0.05) if wait > 0 else 0.05)  # a busy caller
+    total = sum(n for _, n in reads)
+    assert 9e6 - size <= total <= 10e6 + size
+    assert len(reads) >= 10
+
+
+def test_scrub_waits_outside_its_hours(tmp_path: Path) -> None:
+    env, scrub = scrubbed_env(tmp_path)
+    env.record("inst-1", dicom()[0])
+    env.drain()
+    hour = __import__("time").localtime(env.clock.now()).tm_hour
+    scrub.hours = ((hour + 1) % 24, (hour + 2) % 24 or 24)
+    assert scrub.step(env.storage) == scrub_module.IDLE and scrub.bytes_read == 0
+    assert within_hours(0, (0, 24))

@@ -157,6 +157,8 @@ class Mirror:
                 return self._connection_lost(exc)
             self.connected = True
             self.connect_failures = 0
+            self._refresh_space()
+            self.write_state()  # connected: said before the first copy is recorded
         batch = self.outbox.due(BATCH)
         lost = self._copy(batch)
         if lost is not None:
