@@ -21,8 +21,8 @@ from orthanc_nas import config
 from orthanc_nas.audit import FAILURE, Audit
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
-from orthanc_nas.mirror import worker
 from orthanc_nas.mirror import scrub as scrub_module
+from orthanc_nas.mirror import worker
 from orthanc_nas.mirror.outbox import Outbox
 from orthanc_nas.mirror.scrub import Scrub, within_hours
 from orthanc_nas.mirror.worker import Commands, InstanceGone, Mirror, dicom_values, make_storage
@@ -836,7 +836,8 @@ def test_local_write_never_follows_a_planted_link(tmp_path: Path) -> None:
 
 def scrubbed_env(tmp_path: Path, rate: int = 1) -> tuple[Env, Scrub]:
     env = make_env(tmp_path)
-    scrub = Scrub(env.outbox, env.mirror.audit, env.clock, rate, (0, 24))
+    scrub = Scrub(env.outbox, env.mirror.audit, env.clock, rate, (0, 24),
+                  target=worker.target_of(env.mirror.nas))
     return env, scrub  # stepped by the test, not by the mirror's idle passes
 
 
@@ -909,3 +910,14 @@ def test_scrub_waits_outside_its_hours(tmp_path: Path) -> None:
     scrub.hours = ((hour + 1) % 24, (hour + 2) % 24 or 24)
     assert scrub.step(env.storage) == scrub_module.IDLE and scrub.bytes_read == 0
     assert within_hours(0, (0, 24))
+
+
+def test_scrub_reads_only_copies_on_the_nas_configured_now(tmp_path: Path) -> None:
+    """Pointed at another share, the mirror's earlier copies are not there: not damage."""
+    env, scrub = scrubbed_env(tmp_path)
+    env.record("inst-1", dicom()[0])
+    env.drain()
+    scrub.target = "smb://elsewhere:445/other/"
+    env.storage.files.clear()
+    assert scrub.step(env.storage) == scrub_module.IDLE and scrub.bytes_read == 0
+    assert env.row("inst-1")["state"] == "done" and env.audit("nas_scrub_mismatch") == []

@@ -193,8 +193,8 @@ class Outbox:
             self.remove_spool(item.spool)  # mirrored, or superseded by a newer copy
         return changed == 1
 
-    def finish_many(self, finished: list[tuple[Item, str | None, dict[str, Any]]]
-                    ) -> list[bool]:
+    def finish_many(self, finished: list[tuple[Item, str | None, dict[str, Any]]],
+                    target: str | None = None) -> list[bool]:
         """``describe`` and ``done`` for many items in one transaction (one commit for a
         whole pass, not two per file); each entry is (item, where its copy is, described
         fields or {}). Returns, per item, whether it is now mirrored."""
@@ -210,8 +210,8 @@ class Outbox:
                                (fields["patient_id"], fields["study_uid"],
                                 fields["series_uid"], fields["size"], fields["sha256"],
                                 item.instance_id, item.gen))
-                tx.execute("UPDATE mirror_queue SET remote_path = ? WHERE instance_id = ?",
-                           (remote_path, item.instance_id))
+                tx.execute("UPDATE mirror_queue SET remote_path = ?, target = ?"
+                           " WHERE instance_id = ?", (remote_path, target, item.instance_id))
                 changed.append(tx.execute(
                     "UPDATE mirror_queue SET state = 'done', done_at = ?, last_error = NULL,"
                     " spool = NULL WHERE instance_id = ? AND gen = ?",
@@ -225,12 +225,14 @@ class Outbox:
 
     # ---- the scrub ------------------------------------------------------------------------
 
-    def scrub_next(self) -> Row | None:
-        """The mirrored copy re-read longest ago (never re-read first, oldest copy first)."""
+    def scrub_next(self, target: str | None) -> Row | None:
+        """The mirrored copy on ``target`` re-read longest ago (never re-read first, oldest
+        copy first); copies made before targets were recorded count as on it."""
         return self._db.one("SELECT instance_id, gen, remote_path, sha256, size, done_at"
                             " FROM mirror_queue WHERE state = 'done' AND op = 'put'"
                             " AND sha256 IS NOT NULL AND remote_path IS NOT NULL"
-                            " ORDER BY COALESCE(verified_at, 0), done_at LIMIT 1")
+                            " AND (target IS NULL OR target = ?)"
+                            " ORDER BY COALESCE(verified_at, 0), done_at LIMIT 1", (target,))
 
     def verified(self, instance_id: str, gen: int) -> None:
         with self._db.transaction() as tx:

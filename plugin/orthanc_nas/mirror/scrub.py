@@ -35,6 +35,7 @@ class Scrub:
     clock: Clock
     rate_mb_s: int
     hours: tuple[int, ...] = (0, 24)
+    target: str | None = None  # the NAS configured now (see worker.target_of)
     next_at: float = 0.0
     bytes_read: int = 0  # since the worker started (the bench's and the tests' measure)
 
@@ -48,7 +49,7 @@ class Scrub:
             return self.next_at - now
         if not within_hours(now, (self.hours[0], self.hours[1])):
             return IDLE
-        row = self.outbox.scrub_next()
+        row = self.outbox.scrub_next(self.target)
         if row is None:
             return IDLE
         data: bytes | None = None

@@ -75,6 +75,13 @@ def make_storage(nas: dict[str, Any]) -> Storage:
     return SmbStorage(**settings)
 
 
+def target_of(nas: dict[str, Any]) -> str:
+    """Which NAS copies go to: another host, share or folder holds none of the earlier ones."""
+    if nas["type"] == "local":
+        return f"local:{nas['path']}"
+    return f"smb://{nas['host']}:{nas['port']}/{nas['share']}/{nas['path'].strip('/')}"
+
+
 class OrthancSource:
     """Orthanc's REST API over loopback, with the plugin's full-access token (no filter)."""
 
@@ -254,7 +261,8 @@ class Mirror:
         if finished:
             mirrored = self.outbox.finish_many([(i, p, {k: v for k, v in f.items()
                                                         if k != "values"})
-                                                for i, p, f in finished])
+                                                for i, p, f in finished],
+                                               target_of(self.nas))
             for (item, path, fields), ok in zip(finished, mirrored, strict=True):
                 if ok and fields:
                     self._tally(fields["values"], fields["size"])
@@ -386,7 +394,7 @@ def build(boot: dict[str, Any], clock: Clock) -> Mirror:
     pool = ProcessPool(lambda: make_storage(nas), nas["parallel"]) if nas["enabled"] else None
     return Mirror(outbox, make_storage(nas), nas, audit, db, clock, source, pool=pool,
                   scrub=Scrub(outbox, audit, clock, nas["scrub_mb_per_second"],
-                              tuple(nas["scrub_hours"])))
+                              tuple(nas["scrub_hours"]), target=target_of(nas)))
 
 
 class Commands:
