@@ -95,3 +95,12 @@ class DelayProxy:
         self._loop.call_soon_threadsafe(lambda: [t.cancel() for t in
                                                  asyncio.all_tasks(self._loop)])
         self._thread.join(5)
+
+
+if __name__ == "__main__":  # python scripts/delay_proxy.py UPSTREAM_PORT [DELAY_S]: prints its port
+    import sys
+
+    proxy = DelayProxy(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.001)
+    proxy.start()
+    print(proxy.port, flush=True)
+    sys.stdin.read()  # until the parent closes it
