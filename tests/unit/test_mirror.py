@@ -921,3 +921,24 @@ def test_scrub_reads_only_copies_on_the_nas_configured_now(tmp_path: Path) -> No
     env.storage.files.clear()
     assert scrub.step(env.storage) == scrub_module.IDLE and scrub.bytes_read == 0
     assert env.row("inst-1")["state"] == "done" and env.audit("nas_scrub_mismatch") == []
+
+
+def test_copies_wait_for_a_burst_of_ingest_within_a_bound(env: Env) -> None:
+    """On a shared box the NAS client and server would take CPU from ingest: while instances
+    keep arriving the copies wait, but never more than DEFER_MAX of one burst."""
+    env.record("inst-1", dicom()[0])
+    env.mirror.note_ingest()
+    assert env.mirror.step() == pytest.approx(worker.INGEST_QUIET)
+    assert env.row("inst-1")["state"] == "pending" and env.storage.writes() == []
+    env.clock.advance(worker.INGEST_QUIET)  # quiet: copy
+    assert env.mirror.step() == 0.0 and env.row("inst-1")["state"] == "done"
+
+    env.record("inst-2", dicom()[0])
+    start = env.clock.now()
+    while env.clock.now() - start < worker.DEFER_MAX:  # a burst that does not stop
+        env.mirror.note_ingest()
+        assert env.mirror.step() > 0 and env.row("inst-2")["state"] == "pending"
+        env.clock.advance(0.25)
+    env.mirror.note_ingest()
+    env.mirror.step()
+    assert env.row("inst-2")["state"] == "done"

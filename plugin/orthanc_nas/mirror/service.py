@@ -108,7 +108,7 @@ class MirrorService:
 
     def _wake(self) -> None:
         if self.supervisor is not None:
-            self.supervisor.wake()
+            self.supervisor.wake("stored")  # Orthanc is receiving: the copies may wait
 
     def on_deleted(self, instance_id: str) -> None:
         if self.effective()["on_delete"] == "propagate":

@@ -10,7 +10,8 @@ password, missing share) leave items untouched and back off. When nothing is due
 re-reads copies at its capped rate (scrub.py).
 
 Run as ``python -m orthanc_nas.mirror.worker``: the first line on stdin is the boot JSON, then
-``wake``, ``config <json>`` and ``backfill`` lines; end of input (Orthanc gone) stops it.
+``wake`` (``wake stored``: the spooler queued new instances), ``config <json>`` and
+``backfill`` lines; end of input (Orthanc gone) stops it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ FIRST_COMPLETED = concurrent.futures.FIRST_COMPLETED
 BATCH = 64
 RECONNECT_MAX = 4.0  # a NAS back from an outage is seen within this many seconds
 LOGON_RECONNECT_MAX = 60.0  # a wrong password is not retried fast (NAS auto-block lists)
+INGEST_QUIET = 0.5  # seconds without a new instance: Orthanc is no longer receiving
+DEFER_MAX = 20.0  # copying waits for a burst of ingest this long at most, then goes on
 NAS_HEAD = "_orthanc-nas/audit-head.json"  # the audit chain head, kept on the NAS too
 THROUGHPUT_WINDOW = 60.0
 SPACE_EVERY = 30.0
@@ -135,6 +138,24 @@ class Mirror:
     source: OrthancSource | None = None
     rand: Callable[[], float] = random.random
     pool: Pool | None = None  # None: the copies run here, one at a time, on ``storage``
+    ingest_at: float = float("-inf")  # when the spooler last said new instances were queued
+    defer_since: float | None = None
+
+    def note_ingest(self) -> None:
+        self.ingest_at = self.clock.now()
+
+    def _deferred(self, now: float) -> float:
+        """While Orthanc is receiving, copying waits (on a shared box the NAS client and
+        server would take CPU from ingest), for DEFER_MAX seconds of a burst at most: then
+        the copies go on beside it. Returns how long to wait, 0 to copy now."""
+        if now - self.ingest_at >= INGEST_QUIET:
+            self.defer_since = None
+            return 0.0
+        if self.defer_since is None:
+            self.defer_since = now
+        if now - self.defer_since >= DEFER_MAX:
+            return 0.0
+        return self.ingest_at + INGEST_QUIET - now
     scrub: Scrub | None = None
     connected: bool = False
     last_error: str | None = None
@@ -166,6 +187,9 @@ class Mirror:
             self.connect_failures = 0
             self._refresh_space()
             self.write_state()  # connected: said before the first copy is recorded
+        deferred = self._deferred(now)
+        if deferred > 0:
+            return deferred
         batch = self.outbox.due(BATCH)
         lost = self._copy(batch)
         if lost is not None:
@@ -442,11 +466,14 @@ def main() -> None:  # pragma: no cover (exercised by the integration tests, in 
             command, _, arg = line.strip().partition(" ")
             if command == "config":  # libsmbclient reads its settings once a process:
                 mirror.close()  # a new configuration is a new worker
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # sessions the libraries kept
                 os.environ[BOOT_AGAIN] = json.dumps({**boot, "nas": json.loads(arg)})
                 os.execv(sys.executable,  # noqa: S606 (ourselves again)
                          [sys.executable, "-m", "orthanc_nas.mirror.worker"])
             elif command == "backfill":
                 reconcile = True
+            elif command == "wake" and arg == "stored":
+                mirror.note_ingest()
         queued = []
         if not boot["nas"]["enabled"]:
             wait = 3600.0

@@ -31,6 +31,7 @@ from .storage import (
     clean_relative,
 )
 
+CLOSE_TIMEOUT = 2.0
 _configured: tuple[bool, bool] | None = None
 _lock = threading.Lock()
 # errno values that say the NAS as a whole is unusable (down, refused, logon, share).
@@ -283,5 +284,9 @@ class SmbcStorage:
     def close(self) -> None:
         self._reset()
         if self._space_engine is not None:
-            self._space_engine.close()
+            # smbprotocol's goodbye waits for answers without a time limit: a NAS that went
+            # quiet must not hold the worker (its threads are daemons; exit closes the socket).
+            closing = threading.Thread(target=self._space_engine.close, daemon=True)
+            closing.start()
+            closing.join(CLOSE_TIMEOUT)
             self._space_engine = None
