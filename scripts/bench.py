@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -53,6 +55,9 @@ from harness import (  # noqa: E402
 )
 from samba import SMB_PASSWORD, SMB_USER, SambaServer  # noqa: E402
 
+sys.path.insert(0, str(REPO / "scripts"))
+from delay_proxy import DelayProxy  # noqa: E402
+
 STORESCU = "/usr/bin/storescu" if Path("/usr/bin/storescu").exists() else "storescu"
 MODALITIES = {"storescu": ["STORESCU", "127.0.0.1", 11112]}
 ADMIN_PIN = "Bench-Harbor-PIN-2024!"
@@ -64,6 +69,9 @@ POLL = 0.1
 BCRYPT_COST = 12
 MIB = 1024 * 1024
 FOREIGN_CPU_WARN = 2.0  # CPU seconds used by other processes during a pair
+PROXY_DELAY = 0.001  # seconds each way (figure 11)
+SCRUB_WINDOW = 10.0  # seconds over which the scrub's rate is measured (figure 12)
+SCRUB_DEFAULT = 20  # nas.scrub_mb_per_second as shipped
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,12 @@ def figures(sizes: Sizes) -> list[Figure]:
                "ratio", ">=", 0.80),
         Figure("end_to_end_s", 6, "1st C-STORE to last file on NAS (V: ingest+smbclient)", "s",
                "ratio", "<=", 1.0),
+        Figure("resume_s", 2, "Mirror resumes after the NAS is back (1st new file)", "s",
+               "delta", "<=", 5.0, plugin_only=True),
+        Figure("drain_proxy_mb_s", 11, "NAS copy, 1 ms each way (V: smbclient mput; P: drain)",
+               "MB/s", "ratio", ">=", 0.80),
+        Figure("scrub_mb_s", 12, f"Scrub read-verify at its default cap ({SCRUB_DEFAULT} MB/s)",
+               "MB/s", "delta", "", plugin_only=True),
         Figure("login_p50_ms", 7, "Login p50 (V: one bare bcrypt check, cost 12)", "ms",
                "ratio", "<=", 1.2),
         Figure("rss_full_mib", 8, f"Orthanc RSS, fresh start + {n:,} instances, NAS down", "MiB",
@@ -386,6 +400,9 @@ class Bench:
         self.extra: dict[str, Any] = {}
         self.crowd: list[Client] = []
         self.crowd_checked = 0.0  # time.monotonic() when the crowd's sessions were last checked
+        # Copies the figures' resets removed behind the mirror's back, of instances deleted
+        # from Orthanc too: the scrub (figure 12) finds them gone and parks them as failed.
+        self.known_failed = 0
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -416,6 +433,10 @@ class Bench:
             nas = self.samba.nas_config()
             # Production clock: the harness's test clock stats a file at each now().
             no_test_clock = {"ORTHANC_NAS_TEST_CLOCK_FILE": ""}
+            # Shipped retry settings (the resume figure), the scrub off but in figure 12 (the
+            # figures' resets empty the share behind the mirror's back).
+            nas = {**nas, "retry_base_seconds": 5, "retry_max_seconds": 300,
+                   "scrub_mb_per_second": 0}
             self.plugin_server = OrthancServer(self.root / "plugin", {
                 "DicomModalities": MODALITIES, "OrthancNAS": {"nas": nas}}, env=no_test_clock)
             self.vanilla_server = VanillaServer(self.root / "vanilla")
@@ -531,7 +552,7 @@ class Bench:
             status = self.nas_status()
             if status["pending"] == 0:
                 took = time.perf_counter() - since
-                if status["failed"]:
+                if status["failed"] > self.known_failed:
                     raise RuntimeError(f"{status['failed']} items failed: {status['last_error']}")
                 return took, status
             if time.perf_counter() > deadline:
@@ -620,14 +641,14 @@ class Bench:
                          worker_cpu_s=e2e_cpu["worker"])
         self.reset(self.plugin)
 
-    def fig5_smbclient(self, pair: int) -> None:
-        """The baseline NAS copy: smbclient's mput of the same files to the same share."""
+    def smbclient_mput(self, port: int) -> tuple[float, float]:
+        """smbclient's mput of the ingest files; returns (seconds, its CPU seconds)."""
         assert self.samba is not None
         src = self.root / "data" / "ingest"
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(
-            ["smbclient", "//127.0.0.1/nas", "-p", str(self.samba.port), "-U",
+            ["smbclient", "//127.0.0.1/nas", "-p", str(port), "-U",
              f"{SMB_USER}%{SMB_PASSWORD}", "-c",
              f"prompt OFF; recurse ON; lcd {src}; mput *"],
             capture_output=True, text=True, timeout=600)
@@ -640,10 +661,15 @@ class Bench:
             raise RuntimeError(f"smbclient copied {len(copied)} files, "
                                f"not {len(self.ingest_files)}")
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return took, round(used.ru_utime + used.ru_stime - children.ru_utime
+                           - children.ru_stime, 2)
+
+    def fig5_smbclient(self, pair: int) -> None:
+        """The baseline NAS copy: smbclient's mput of the same files to the same share."""
+        assert self.samba is not None
+        took, cpu = self.smbclient_mput(self.samba.port)
         self.results.add("drain_mb_s", "vanilla", self.ingest_bytes / 1e6 / took, pair,
-                         seconds=took, bytes=self.ingest_bytes,
-                         smbclient_cpu_s=round(used.ru_utime + used.ru_stime
-                                               - children.ru_utime - children.ru_stime, 2))
+                         seconds=took, bytes=self.ingest_bytes, smbclient_cpu_s=cpu)
         self.results.add("end_to_end_s", "vanilla", self.vanilla_ingest_s + took, pair,
                          ingest_s=self.vanilla_ingest_s, smbclient_s=took)
         self.clear_share()
@@ -671,7 +697,7 @@ class Bench:
         while True:
             status = self.nas_status()
             now = time.perf_counter()
-            if first is None and status["mirrored"] > before["mirrored"]:
+            if first is None and next(self.samba_share().rglob("*.dcm"), None) is not None:
                 first = now
             if status["pending"] == 0:
                 break
@@ -679,15 +705,85 @@ class Bench:
                 raise TimeoutError(f"the mirror did not drain: {status}")
             time.sleep(POLL)
         drain = now - restarted
-        if status["failed"]:
+        if status["failed"] > self.known_failed:
             raise RuntimeError(f"{status['failed']} items failed: {status['last_error']}")
         moved = status["mirrored_bytes"] - before["mirrored_bytes"]
         first = first or now
+        self.results.add("resume_s", "plugin", first - restarted, pair)
         self.results.add("drain_mb_s", "plugin", moved / 1e6 / drain, pair, seconds=drain,
                          bytes=moved, items=status["mirrored"] - before["mirrored"],
                          reconnect_wait_s=first - restarted,
                          mb_s_after_first_copy=moved / 1e6 / max(now - first, 1e-6),
                          worker_cpu_s=self.cpu_since(cpu)["worker"])
+        self.reset(self.plugin)
+
+    def samba_share(self) -> Path:
+        assert self.samba is not None
+        return self.samba.share_dir
+
+    def fig11_proxy(self, pair: int) -> None:
+        """Both copies through a proxy adding 1 ms each way: per-file latency, as on a LAN.
+        The mirror's figure runs from its first file on the share (its reconnection is the
+        resume figure) to an empty queue."""
+        assert self.samba is not None
+        proxy = DelayProxy(self.samba.port, PROXY_DELAY).start()
+        try:
+            took, cpu = self.smbclient_mput(proxy.port)
+            self.results.add("drain_proxy_mb_s", "vanilla", self.ingest_bytes / 1e6 / took,
+                             pair, seconds=took, smbclient_cpu_s=cpu)
+            self.clear_share()
+            proxy.paused = True
+            r = self.admin.post("/api/nas/config", {"port": proxy.port,
+                                                     "password": SMB_PASSWORD})
+            if r.status_code != 200:
+                raise RuntimeError(f"NAS config answered {r.status_code}: {r.text[:200]}")
+            proxy.drop_all()
+            files = self.ingest_files
+            storescu(self.plugin, files, self.ingest_timeout(len(files)))
+            before = self.nas_status()
+            proxy.paused = False
+            first = wait_until(lambda: next(self.samba_share().rglob("*.dcm"), None)
+                               and time.perf_counter(), DRAIN_TIMEOUT, "the first copy")
+            cpu_before = self.cpu()
+            drained, status = self.wait_drained(first)
+            moved = status["mirrored_bytes"] - before["mirrored_bytes"]
+            self.results.add("drain_proxy_mb_s", "plugin", moved / 1e6 / drained, pair,
+                             seconds=drained, bytes=moved,
+                             worker_cpu_s=self.cpu_since(cpu_before)["worker"])
+        finally:
+            self.admin.post("/api/nas/config", {"reset": True})
+            proxy.stop()
+        self.reset(self.plugin)
+
+    def fig12_scrub(self, pair: int) -> None:
+        """The scrub at its shipped cap over a window, once a drained ingest is on the share,
+        with Orthanc's and the worker's CPU over the same window."""
+        files = self.ingest_files
+        storescu(self.plugin, files, self.ingest_timeout(len(files)))
+        self.wait_drained(time.perf_counter())
+        assert self.plugin_server is not None
+        r = self.admin.post("/api/nas/config", {"scrub_mb_per_second": SCRUB_DEFAULT})
+        if r.status_code != 200:
+            raise RuntimeError(f"NAS config answered {r.status_code}: {r.text[:200]}")
+        try:
+            db = self.plugin_server.data_dir / "orthanc-nas.sqlite"
+            wait_until(lambda: self.nas_status()["verified"] > 0, 60, "the scrub to start")
+            cpu = self.cpu()
+            start = time.time()
+            time.sleep(SCRUB_WINDOW)  # a measuring window, not a wait for readiness
+            end = time.time()
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                (verified,) = con.execute("SELECT COALESCE(SUM(size), 0) FROM mirror_queue"
+                                          " WHERE verified_at BETWEEN ? AND ?",
+                                          (start, end)).fetchone()
+            used = self.cpu_since(cpu)
+            self.results.add("scrub_mb_s", "plugin", verified / 1e6 / (end - start), pair,
+                             bytes=verified, orthanc_cpu_s=used["plugin"],
+                             worker_cpu_s=used["worker"])
+        finally:
+            self.admin.post("/api/nas/config", {"reset": True})
+        wait_until(lambda: self.nas_status()["pending"] == 0, 120, "the scrub's re-queued items")
+        self.known_failed = self.nas_status()["failed"]
         self.reset(self.plugin)
 
     def fig3_reads(self, pair: int) -> None:
@@ -817,6 +913,8 @@ class Bench:
             ("1+6 ingest with the mirror on", self.fig1_ingest_mirror_on),
             ("5+6 smbclient baseline", self.fig5_smbclient),
             ("2+5 ingest with the NAS down, then drain", self.fig2_ingest_nas_down_and_fig5_drain),
+            ("11 drain through a 1 ms each-way proxy", self.fig11_proxy),
+            ("12 scrub at its default cap", self.fig12_scrub),
             ("3 authorized reads", self.fig3_reads),
             ("4 reads while the mirror drains", self.fig4_reads_while_draining),
             ("7 login", self.fig7_login),

@@ -25,10 +25,13 @@ class SambaServer:
         self.port = free_port()
         self.share_dir = workdir / "share"
         self.readonly_dir = workdir / "readonly"
+        self.guest_dir = workdir / "guest"  # unknown users land here as guests (unsigned)
+        self.full_dir = workdir / "full"  # tests mount a tiny tmpfs here: a full share
         self.state = workdir / "state"
         self.conf = workdir / "smb.conf"
         self.proc: subprocess.Popen[bytes] | None = None
-        for d in (self.share_dir, self.readonly_dir, self.state):
+        for d in (self.share_dir, self.readonly_dir, self.guest_dir, self.full_dir,
+                  self.state):
             d.mkdir(parents=True, exist_ok=True)
         s = self.state
         self.conf.write_text(f"""[global]
@@ -51,6 +54,8 @@ load printers = no
 printing = bsd
 printcap name = /dev/null
 disable spoolss = yes
+map to guest = Bad User
+guest account = nobody
 
 [nas]
 path = {self.share_dir}
@@ -61,6 +66,18 @@ force user = root
 [readonly]
 path = {self.readonly_dir}
 read only = yes
+valid users = {SMB_USER}
+force user = root
+
+[guest]
+path = {self.guest_dir}
+read only = no
+guest ok = yes
+force user = root
+
+[full]
+path = {self.full_dir}
+read only = no
 valid users = {SMB_USER}
 force user = root
 """)

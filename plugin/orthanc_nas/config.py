@@ -123,6 +123,21 @@ def _clock_time(v: str) -> str | None:
     return None if match else "a time of day as HH:MM (00:00 to 23:59)"
 
 
+def _hours(v: list[Any]) -> str | None:
+    if (len(v) != 2 or any(isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= 24
+                           for h in v) or v[0] == v[1]):
+        return "[start, end]: two different whole hours from 0 to 24"
+    return None
+
+
+def migrate_nas(raw: Any) -> Any:
+    """Old settings read as new ones: the boolean ``verify`` (true was an immediate read-back,
+    false no check at all; both now confirm at least the size)."""
+    if isinstance(raw, dict) and isinstance(raw.get("verify"), bool):
+        return {**raw, "verify": "readback" if raw["verify"] else "size"}
+    return raw
+
+
 def _layout(v: str) -> str | None:
     from .nas.layout import LayoutError, check_template
 
@@ -321,8 +336,22 @@ SCHEMA: Schema = {
         "encrypt": Field(bool, False, "Require SMB 3 encryption."),
         "require_signing": Field(bool, True, "Require SMB signing."),
         "timeout_seconds": Field(int, 30, "SMB connection timeout.", _range(1, 600)),
-        "verify": Field(bool, True, "Read each copy back and compare size and SHA-256 "
-                        "before renaming it into place."),
+        "engine": Field(str, "libsmbclient", "SMB client: 'libsmbclient' (Samba's own, "
+                        "through pysmbc) or 'smbprotocol' (pure Python, where libsmbclient "
+                        "cannot be installed).", _one_of("libsmbclient", "smbprotocol")),
+        "verify": Field(str, "size", "'size': write, flush, confirm the size the NAS holds, "
+                        "then rename (the scrub re-reads every copy later); 'readback': also "
+                        "read each copy back and compare its SHA-256 before the rename. The "
+                        "old booleans are read as true = 'readback', false = 'size'.",
+                        _one_of("size", "readback")),
+        "parallel": Field(int, 4, "Copies in flight at once (each in a process of its own, "
+                          "with its own SMB session).", _range(1, 16)),
+        "scrub_mb_per_second": Field(int, 20, "Rate at which the scrub re-reads copies on the "
+                                     "NAS and compares them with the SHA-256 recorded when "
+                                     "they were spooled; 0 turns it off.", _range(0, 10_000)),
+        "scrub_hours": Field(list, [0, 24], "[start, end) local hours when the scrub may read "
+                             "(wraps past midnight, e.g. [20, 6]); [0, 24] is always.",
+                             _hours),
         "max_attempts": Field(int, 10, "Failed attempts before an item is parked as failed "
                               "(connection failures do not count).", _range(1, 1000)),
         "retry_base_seconds": Field(int, 5, "First retry delay (doubles each attempt, with "
@@ -388,7 +417,10 @@ def validate_section(schema: Schema, raw: Any, path: str) -> dict[str, Any]:
 
 def load(orthanc_config: Mapping[str, Any]) -> Config:
     """Validates the plugin section of Orthanc's whole configuration; raises ConfigError."""
-    values = validate_section(SCHEMA, orthanc_config.get(SECTION, {}), SECTION)
+    section = orthanc_config.get(SECTION, {})
+    if isinstance(section, dict) and "nas" in section:
+        section = {**section, "nas": migrate_nas(section["nas"])}
+    values = validate_section(SCHEMA, section, SECTION)
     if not values["data_dir"].strip():
         raise ConfigError(f"{SECTION}.data_dir", "a non-empty string (a directory path)")
     if values["access_policy"] is None:

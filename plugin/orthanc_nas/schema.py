@@ -256,3 +256,11 @@ MIGRATIONS[10] = [
     "ALTER TABLE users ADD COLUMN locked_out INTEGER NOT NULL DEFAULT 0",
     "UPDATE users SET failed_count = 0",
 ]
+MIGRATIONS[11] = [
+    # The scrub: when each NAS copy was last re-read and found equal to its SHA-256.
+    "ALTER TABLE mirror_queue ADD COLUMN verified_at REAL",
+    # Which NAS the copy went to (host, port, share and folder, or the local folder): the
+    # scrub reads only copies on the NAS configured now.
+    "ALTER TABLE mirror_queue ADD COLUMN target TEXT",
+    "CREATE INDEX mirror_queue_scrub ON mirror_queue(state, verified_at)",
+]

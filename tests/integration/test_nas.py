@@ -4,9 +4,12 @@ hostile values, reconciliation."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import signal
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,11 +37,19 @@ def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def nas_orthanc(samba: SambaServer, tmp_path_factory: pytest.TempPathFactory
+ENGINES = ["libsmbclient", "smbprotocol"]
+PARALLEL = 4  # several copies in flight through every fault below
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def nas_orthanc(request: pytest.FixtureRequest, samba: SambaServer,
+                tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[tuple[OrthancServer, Client]]:
+    for child in samba.share_dir.iterdir():  # each engine starts from an empty share
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    nas = samba.nas_config(engine=request.param, parallel=PARALLEL)
     server = OrthancServer(tmp_path_factory.mktemp("orthanc-nas"),
-                           deep_merge(FAST, {"OrthancNAS": {"nas": samba.nas_config()}}))
+                           deep_merge(FAST, {"OrthancNAS": {"nas": nas}}))
     server.start()
     admin = server.client()
     account = admin_account()
@@ -70,7 +81,7 @@ def assert_mirrored(share: Path, admin: Client, instance_ids: list[str]) -> None
     for instance_id in instance_ids:
         path = instance_path(share, admin, instance_id)
         assert path.read_bytes() == admin.get(f"/instances/{instance_id}/file").content
-    leftovers = [p for p in share.rglob("*.part")]
+    leftovers = list(share.rglob("*.dcm.part"))  # the audit head is rewritten after each pass
     assert leftovers == []
 
 
@@ -102,7 +113,8 @@ def test_cstore_and_upload_are_mirrored_byte_identical(
     detail = admin.get(f"/api/images/{ids[0]}").json()
     assert detail["nas"]["instances"] == {ids[0]: "done"}
     s = status(admin)
-    assert s["connected"] is True and s["mirrored_bytes"] > 0
+    assert s["connected"] is True and s["mirrored_bytes"] > 0, json.dumps(s)
+    assert s["verified"] + s["unverified"] == s["mirrored"]  # the scrub's progress
     assert s["free_bytes"] and s["total_bytes"] >= s["free_bytes"]
     health = admin.get("/api/health").json()  # details are for admins
     assert health["checks"]["nas"]["connected"] is True
@@ -312,6 +324,55 @@ def test_read_only_share_parks_items_then_retry(nas_orthanc: tuple[OrthancServer
     assert parked["total"] >= 4
 
 
+def test_full_share_keeps_items_queued_then_retry(nas_orthanc: tuple[OrthancServer, Client],
+                                                 samba: SambaServer, tmp_path: Path) -> None:
+    """A share that fills up mid-burst: what did not fit stays visible in the queue (parked
+    after its attempts), nothing is lost, and a retry once there is room copies the rest."""
+    server, admin = nas_orthanc
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(samba.full_dir)],
+                   check=True)
+    try:
+        admin.post("/api/nas/config", {"share": "full", "max_attempts": 2})
+        files = write_series(tmp_path, 12, patient_id="NAS-FULL", size=256)  # ~1.5 MB
+        assert storescu(server, files).returncode == 0
+        ids = patient_instances(admin, "NAS-FULL")
+        assert len(ids) == 12
+        wait_until(lambda: (s := status(admin))["pending"] == 0 and s["failed"] > 0, 120,
+                   "the items that do not fit to be parked")
+        on_share = list(samba.full_dir.rglob("*.dcm"))
+        assert len(on_share) + status(admin)["failed"] >= 12  # on the NAS or in the queue
+        failed = admin.get("/api/nas/queue", params={"state": "failed"}).json()["items"]
+        assert all("space" in i["last_error"] for i in failed), failed
+        subprocess.run(["mount", "-o", "remount,size=64m", str(samba.full_dir)], check=True)
+        assert admin.post("/api/nas/retry", {}).json()["requeued"] >= 1
+        wait_until(lambda: drained(admin), DRAIN_TIMEOUT, "the mirror to drain after retry")
+        assert_mirrored(samba.full_dir, admin, ids)
+    finally:
+        admin.post("/api/nas/config", {"reset": True})
+        subprocess.run(["umount", "-l", str(samba.full_dir)], check=False)  # smbd may hold it
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_signing_required_refuses_a_guest_session(
+        nas_orthanc: tuple[OrthancServer, Client], samba: SambaServer, engine: str) -> None:
+    """An unknown user is mapped to a guest by this Samba, and a guest session cannot be
+    signed: with signing required (the default) the NAS is refused and nothing is written."""
+    _, admin = nas_orthanc
+    guest = {"engine": engine, "share": "guest", "username": "nosuchuser"}
+    refused = admin.post("/api/nas/test", guest).json()
+    assert refused["ok"] is False and refused["failed_step"] == "connect"
+    assert list(samba.guest_dir.iterdir()) == []
+    if engine == "libsmbclient":  # the refusal is the signing requirement's
+        unsigned = admin.post("/api/nas/test", {**guest, "require_signing": False}).json()
+        assert unsigned["steps"][1] == {"step": "write", "ok": True}, unsigned
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_encrypted_session(nas_orthanc: tuple[OrthancServer, Client], engine: str) -> None:
+    _, admin = nas_orthanc
+    assert admin.post("/api/nas/test", {"engine": engine, "encrypt": True}).json()["ok"] is True
+
+
 HOSTILE = ["../../x", "CON", "..", "a" * 64, "bad\r\nname\x07", "C:\\Windows\\x", "nul.txt"]
 
 
@@ -382,5 +443,7 @@ def test_nas_admin_page_shows_status_queue_and_share(
     assert badge.get_attribute("data-connected") == "true"
     mirrored = int(browser.find_element(By.ID, "nas-mirrored").text.replace(",", ""))
     assert mirrored == expected
+    shown = [browser.find_element(By.ID, i).text for i in ("nas-verified", "nas-unverified")]
+    assert all(t.isdigit() for t in shown), shown  # the scrub's progress
     browser.find_element(By.CSS_SELECTOR, 'button[data-path="NAS-PAGE"]').click()
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "browse-path"), "NAS-PAGE"))

@@ -360,3 +360,20 @@ def test_documented_keys_lists_every_leaf_key() -> None:
     for key, spec in documented.items():
         assert isinstance(spec, Field), key
         assert spec.doc.strip(), f"{key} has no documentation"
+
+
+@pytest.mark.parametrize(("old", "new"), [(True, "readback"), (False, "size")])
+def test_the_old_boolean_verify_is_read_as_a_mode(old: bool, new: str) -> None:
+    cfg = config.load({"OrthancNAS": {"data_dir": "/d", "nas": {"verify": old}}})
+    assert cfg.get("nas.verify") == new
+    assert config.migrate_nas({"verify": old, "port": 1}) == {"verify": new, "port": 1}
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("engine", "samba"), ("verify", "never"), ("parallel", 0), ("parallel", 17),
+    ("scrub_mb_per_second", -1), ("scrub_hours", [5, 5]), ("scrub_hours", [0, 25]),
+    ("scrub_hours", [1]), ("scrub_hours", [True, 3])])
+def test_new_nas_settings_are_checked(key: str, value: object) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load({"OrthancNAS": {"data_dir": "/d", "nas": {key: value}}})
+    assert caught.value.key == f"OrthancNAS.nas.{key}"

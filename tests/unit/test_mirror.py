@@ -21,8 +21,10 @@ from orthanc_nas import config
 from orthanc_nas.audit import FAILURE, Audit
 from orthanc_nas.clock import ManualClock
 from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.mirror import scrub as scrub_module
 from orthanc_nas.mirror import worker
 from orthanc_nas.mirror.outbox import Outbox
+from orthanc_nas.mirror.scrub import Scrub, within_hours
 from orthanc_nas.mirror.worker import Commands, InstanceGone, Mirror, dicom_values
 from orthanc_nas.nas import layout
 from orthanc_nas.nas.connect import make_storage
@@ -30,6 +32,7 @@ from orthanc_nas.nas.storage import (
     ConnectionFailed,
     Entry,
     LocalStorage,
+    LogonFailed,
     Space,
     StorageError,
     TargetExists,
@@ -62,7 +65,8 @@ class FakeStorage:
     def connect(self) -> None:
         self.ops.append(("connect",))
         if self.connect_error is not None:
-            raise ConnectionFailed("connect", self.connect_error)
+            kind = LogonFailed if "LOGON" in self.connect_error else ConnectionFailed
+            raise kind("connect", self.connect_error)
 
     def write(self, path: str, data: bytes) -> None:
         self.ops.append(("write", path))
@@ -239,12 +243,13 @@ def test_recorded_instance_lands_at_its_path_through_a_temporary_name(env: Env) 
         "done", path, None, 0)
     assert (row["size"], row["series_uid"], row["study_uid"], row["patient_id"]) == (
         len(data), ds.SeriesInstanceUID, ds.StudyInstanceUID, "PAT-1")
-    # written under the temporary name, read back, then renamed: never written in place
+    # written under the temporary name (its size confirmed by the write), then renamed:
+    # never written in place, not read back (the scrub reads it later)
     part = part_of(path)
     assert env.storage.writes() == [part]
     ops = env.storage.ops
-    assert ops.index(("write", part)) < ops.index(("read", part)) < ops.index(
-        ("replace", part, path))
+    assert ops.index(("write", part)) < ops.index(("replace", part, path))
+    assert ("read", part) not in ops
     assert env.mirror.connected and env.mirror.space == (1000, 400)
     state = env.db.one("SELECT * FROM nas_state WHERE id = 1")
     assert state is not None and state["connected"] == 1 and state["free_bytes"] == 400
@@ -260,8 +265,8 @@ def test_end_to_end_on_a_local_folder(tmp_path: Path) -> None:
     data, ds = dicom(patient_name="Doe^John")
     env.record("inst-1", data)
 
-    wait = env.mirror.step()  # the folder does not exist yet: a connection failure
-    assert wait == BASE and not env.mirror.connected
+    wait = env.mirror.step()  # the folder does not exist yet: a connection failure, looked
+    assert wait == worker.RECONNECT_MAX and not env.mirror.connected  # at again soon
     assert env.row("inst-1")["state"] == "pending"
 
     root.mkdir()
@@ -295,7 +300,7 @@ def test_a_file_just_received_is_written_without_looking_first(env: Env) -> None
     env.record("inst-1", data)
     env.mirror.step()
     assert [op[0] for op in env.storage.ops if op[0] != "connect"][:3] == [
-        "write", "read", "replace"]
+        "write", "replace", "read"]  # the rename that must not replace finds it: compared
     assert env.storage.files == {path: data} and env.spool_files() == []
 
 
@@ -340,7 +345,9 @@ def test_names_that_fold_together_never_overwrite_each_other(env: Env) -> None:
 # ---- verification, item errors and backoff ---------------------------------------------------
 
 
-def test_verification_failure_is_a_failed_attempt_and_removes_the_temporary(env: Env) -> None:
+def test_verification_failure_is_a_failed_attempt_and_removes_the_temporary(
+        tmp_path: Path) -> None:
+    env = make_env(tmp_path, verify="readback")
     data, ds = dicom()
     path, part = target_of(ds), part_of(path=target_of(ds))
     env.storage.corrupt_reads = True
@@ -364,8 +371,10 @@ def test_verification_failure_is_a_failed_attempt_and_removes_the_temporary(env:
     assert env.storage.files == {path: data}
 
 
-def test_without_verify_the_temporary_is_not_read_back(tmp_path: Path) -> None:
-    env = make_env(tmp_path, verify=False)
+@pytest.mark.parametrize("verify", ["size", False])  # False: the old boolean, read as "size"
+def test_without_readback_the_temporary_is_not_read_back(tmp_path: Path,
+                                                         verify: str | bool) -> None:
+    env = make_env(tmp_path, verify=verify)
     data, ds = dicom()
     env.storage.corrupt_reads = True
     env.record("inst-1", data)
@@ -515,7 +524,7 @@ def test_connection_lost_mid_batch_leaves_the_rest_untouched(env: Env) -> None:
         env.record(instance_id, data)
 
     wait = env.mirror.step()
-    assert wait == BASE and not env.mirror.connected
+    assert wait == worker.RECONNECT_MAX and not env.mirror.connected
     assert env.row("inst-0")["state"] == "done"
     for instance_id in ("inst-1", "inst-2"):
         row = env.row(instance_id)
@@ -821,3 +830,116 @@ def test_local_write_never_follows_a_planted_link(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         storage.write("a/.x.part", b"attacker")
     assert storage.read("b/victim.dcm") == b"victim"
+
+
+# ---- the scrub -------------------------------------------------------------------------------
+
+
+def scrubbed_env(tmp_path: Path, rate: int = 1) -> tuple[Env, Scrub]:
+    env = make_env(tmp_path)
+    scrub = Scrub(env.outbox, env.mirror.audit, env.clock, rate, (0, 24),
+                  target=worker.target_of(env.mirror.nas))
+    return env, scrub  # stepped by the test, not by the mirror's idle passes
+
+
+def test_scrub_finds_a_corrupted_copy_recopies_and_audits_it(tmp_path: Path) -> None:
+    env, scrub = scrubbed_env(tmp_path)
+    data, ds = dicom()
+    env.mirror.source = FakeSource({"inst-1": data})  # the spool copy is gone once mirrored
+    env.record("inst-1", data)
+    env.drain()
+    path = target_of(ds)
+    assert env.outbox.counts()["unverified"] == 1
+    flipped = bytearray(env.storage.files[path])
+    flipped[-1] ^= 0xFF  # behind the mirror's back
+    env.storage.files[path] = bytes(flipped)
+
+    scrub.step(env.storage)
+    assert env.row("inst-1")["state"] == "pending"  # queued to be copied again
+    (row,) = env.audit("nas_scrub_mismatch")
+    assert row["target"] == "inst-1" and "differs" in row["details"]["error"]
+    env.drain()
+    assert env.storage.files[path] == data and env.row("inst-1")["state"] == "done"
+    env.clock.advance(60)
+    scrub.step(env.storage)
+    counts = env.outbox.counts()
+    assert (counts["verified"], counts["unverified"]) == (1, 0)
+    assert counts["oldest_unverified_age_seconds"] is None
+
+
+def test_scrub_of_a_missing_copy_recopies_it(tmp_path: Path) -> None:
+    env, scrub = scrubbed_env(tmp_path)
+    data, ds = dicom()
+    env.mirror.source = FakeSource({"inst-1": data})
+    env.record("inst-1", data)
+    env.drain()
+    del env.storage.files[target_of(ds)]
+    scrub.step(env.storage)
+    assert "unreadable" in env.audit("nas_scrub_mismatch")[0]["details"]["error"]
+    env.drain()
+    assert env.storage.files[target_of(ds)] == data
+
+
+def test_scrub_rate_cap_holds_over_a_window(tmp_path: Path) -> None:
+    """At 1 MB/s, the bytes read over any 10 s of the (injected) clock stay within 10 MB and
+    one file: whatever the caller's loop, reads wait for the cap."""
+    env, scrub = scrubbed_env(tmp_path, rate=1)
+    big = ct_instance(size=512)  # ~0.5 MB each
+    for i in range(30):
+        big.SOPInstanceUID = generate_uid()
+        env.record(f"inst-{i}", encode(big))
+    env.drain(passes=10)
+    size = len(encode(big))
+    start = env.clock.now()
+    reads: list[tuple[float, int]] = []
+    while env.clock.now() - start < 10:
+        before = scrub.bytes_read
+        wait = scrub.step(env.storage)
+        if scrub.bytes_read > before:
+            reads.append((env.clock.now() - start, scrub.bytes_read - before))
+        env.clock.advance(min(wait, 0.05) if wait > 0 else 0.05)  # a busy caller
+    total = sum(n for _, n in reads)
+    assert 9e6 - size <= total <= 10e6 + size
+    assert len(reads) >= 10
+
+
+def test_scrub_waits_outside_its_hours(tmp_path: Path) -> None:
+    env, scrub = scrubbed_env(tmp_path)
+    env.record("inst-1", dicom()[0])
+    env.drain()
+    hour = __import__("time").localtime(env.clock.now()).tm_hour
+    scrub.hours = ((hour + 1) % 24, (hour + 2) % 24 or 24)
+    assert scrub.step(env.storage) == scrub_module.IDLE and scrub.bytes_read == 0
+    assert within_hours(0, (0, 24))
+
+
+def test_scrub_reads_only_copies_on_the_nas_configured_now(tmp_path: Path) -> None:
+    """Pointed at another share, the mirror's earlier copies are not there: not damage."""
+    env, scrub = scrubbed_env(tmp_path)
+    env.record("inst-1", dicom()[0])
+    env.drain()
+    scrub.target = "smb://elsewhere:445/other/"
+    env.storage.files.clear()
+    assert scrub.step(env.storage) == scrub_module.IDLE and scrub.bytes_read == 0
+    assert env.row("inst-1")["state"] == "done" and env.audit("nas_scrub_mismatch") == []
+
+
+def test_copies_wait_for_a_burst_of_ingest_within_a_bound(env: Env) -> None:
+    """On a shared box the NAS client and server would take CPU from ingest: while instances
+    keep arriving the copies wait, but never more than DEFER_MAX of one burst."""
+    env.record("inst-1", dicom()[0])
+    env.mirror.note_ingest()
+    assert env.mirror.step() == pytest.approx(worker.INGEST_QUIET)
+    assert env.row("inst-1")["state"] == "pending" and env.storage.writes() == []
+    env.clock.advance(worker.INGEST_QUIET)  # quiet: copy
+    assert env.mirror.step() == 0.0 and env.row("inst-1")["state"] == "done"
+
+    env.record("inst-2", dicom()[0])
+    start = env.clock.now()
+    while env.clock.now() - start < worker.DEFER_MAX:  # a burst that does not stop
+        env.mirror.note_ingest()
+        assert env.mirror.step() > 0 and env.row("inst-2")["state"] == "pending"
+        env.clock.advance(0.25)
+    env.mirror.note_ingest()
+    env.mirror.step()
+    assert env.row("inst-2")["state"] == "done"

@@ -197,6 +197,62 @@ class Outbox:
             self.remove_spool(item.spool)  # mirrored, or superseded by a newer copy
         return changed == 1
 
+    def finish_many(self, finished: list[tuple[Item, str | None, dict[str, Any]]],
+                    target: str | None = None) -> list[bool]:
+        """``describe`` and ``done`` for many items in one transaction (one commit for a
+        whole pass, not two per file); each entry is (item, where its copy is, described
+        fields or {}). Returns, per item, whether it is now mirrored."""
+        changed: list[bool] = []
+        current: list[Row | None] = []
+        now = self._clock.now()
+        with self._db.transaction() as tx:
+            for item, remote_path, fields in finished:
+                if fields:
+                    tx.execute("UPDATE mirror_queue SET patient_id = ?, study_uid = ?,"
+                               " series_uid = ?, size = ?, sha256 = ?"
+                               " WHERE instance_id = ? AND gen = ?",
+                               (fields["patient_id"], fields["study_uid"],
+                                fields["series_uid"], fields["size"], fields["sha256"],
+                                item.instance_id, item.gen))
+                tx.execute("UPDATE mirror_queue SET remote_path = ?, target = ?"
+                           " WHERE instance_id = ?", (remote_path, target, item.instance_id))
+                changed.append(tx.execute(
+                    "UPDATE mirror_queue SET state = 'done', done_at = ?, last_error = NULL,"
+                    " spool = NULL WHERE instance_id = ? AND gen = ?",
+                    (now, item.instance_id, item.gen)) == 1)
+                current.append(tx.one("SELECT spool FROM mirror_queue WHERE instance_id = ?",
+                                      (item.instance_id,)))
+        for (item, _, _), row in zip(finished, current, strict=True):
+            if item.spool and (row is None or row["spool"] != item.spool):
+                self.remove_spool(item.spool)  # mirrored, or superseded by a newer copy
+        return changed
+
+    # ---- the scrub ------------------------------------------------------------------------
+
+    def scrub_next(self, target: str | None) -> Row | None:
+        """The mirrored copy on ``target`` re-read longest ago (never re-read first, oldest
+        copy first); copies made before targets were recorded count as on it."""
+        return self._db.one("SELECT instance_id, gen, remote_path, sha256, size, done_at"
+                            " FROM mirror_queue WHERE state = 'done' AND op = 'put'"
+                            " AND sha256 IS NOT NULL AND remote_path IS NOT NULL"
+                            " AND (target IS NULL OR target = ?)"
+                            " ORDER BY COALESCE(verified_at, 0), done_at LIMIT 1", (target,))
+
+    def verified(self, instance_id: str, gen: int) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE mirror_queue SET verified_at = ? WHERE instance_id = ?"
+                       " AND gen = ? AND state = 'done'", (self._clock.now(), instance_id, gen))
+
+    def requeue_damaged(self, instance_id: str, gen: int) -> bool:
+        """The NAS copy differs from what was spooled (or is gone): copy it again, from
+        Orthanc (the spool copy was removed once mirrored). False if it changed meanwhile."""
+        with self._db.transaction() as tx:
+            return tx.execute(
+                "UPDATE mirror_queue SET gen = gen + 1, op = 'put', state = 'pending',"
+                " attempts = 0, next_attempt_at = 0, last_error = NULL, verified_at = NULL,"
+                " source = 'scrub' WHERE instance_id = ? AND gen = ? AND state = 'done'",
+                (instance_id, gen)) == 1
+
     def failed(self, item: Item, error: str, *, retry_in: float | None) -> None:
         """Records a failed attempt; ``retry_in`` None parks the item as failed."""
         state = FAILED if retry_in is None else PENDING
@@ -249,7 +305,16 @@ class Outbox:
             return int(by_state[state]["n"]) if state in by_state else 0
 
         oldest = by_state[PENDING]["oldest"] if PENDING in by_state else None
-        return {"pending": n(PENDING), "failed": n(FAILED), "mirrored": n(DONE),
+        scrub = self._db.one(
+            "SELECT COALESCE(SUM(verified_at >= done_at), 0) AS verified,"
+            " COALESCE(SUM(verified_at IS NULL OR verified_at < done_at), 0) AS unverified,"
+            " MIN(CASE WHEN verified_at IS NULL OR verified_at < done_at THEN done_at END)"
+            " AS oldest FROM mirror_queue WHERE state = 'done' AND op = 'put'")
+        assert scrub is not None
+        return {"verified": int(scrub["verified"]), "unverified": int(scrub["unverified"]),
+                "oldest_unverified_age_seconds": (self._clock.now() - scrub["oldest"])
+                if scrub["oldest"] is not None else None,
+                "pending": n(PENDING), "failed": n(FAILED), "mirrored": n(DONE),
                 "mirrored_bytes": int(by_state[DONE]["bytes"]) if DONE in by_state else 0,
                 "oldest_pending_age_seconds": (self._clock.now() - oldest) if oldest else None}
 

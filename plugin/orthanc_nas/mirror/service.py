@@ -51,7 +51,7 @@ class MirrorService:
     # ---- settings ---------------------------------------------------------------------------
 
     def _override(self) -> dict[str, Any]:
-        override = dict(self._settings.get("nas") or {})
+        override = dict(config.migrate_nas(self._settings.get("nas") or {}))
         override.pop(FIXED, None)
         blob = override.pop("password_encrypted", None)
         if blob is not None:
@@ -78,6 +78,7 @@ class MirrorService:
     def update(self, changes: dict[str, Any], actor: str, ip: str) -> dict[str, Any]:
         """Validates and saves run-time settings (``{"reset": true}`` returns to orthanc.json)."""
         self._refuse_fixed(changes)
+        changes = config.migrate_nas(changes)  # an old client's boolean verify
         if changes.get("reset") is True:
             override: dict[str, Any] = {}
         else:
@@ -107,7 +108,7 @@ class MirrorService:
 
     def _wake(self) -> None:
         if self.supervisor is not None:
-            self.supervisor.wake()
+            self.supervisor.wake("stored")  # Orthanc is receiving: the copies may wait
 
     def on_deleted(self, instance_id: str) -> None:
         if self.effective()["on_delete"] == "propagate":
@@ -167,7 +168,7 @@ class MirrorService:
         """Settings to test before saving them: the effective ones with ``changes`` applied
         (each key checked; the cross-key rules only bind what is saved)."""
         self._refuse_fixed(changes)
-        nas = self._validated({**self.effective(), **changes}, whole=False)
+        nas = self._validated({**self.effective(), **config.migrate_nas(changes)}, whole=False)
         self._check_server_change(changes)
         return nas
 

@@ -68,8 +68,8 @@ class Supervisor:
             except (BrokenPipeError, ValueError, OSError):
                 pass  # the watcher restarts it; the queue is durable
 
-    def wake(self) -> None:
-        self.send("wake")
+    def wake(self, why: str = "") -> None:
+        self.send(f"wake {why}".strip())
 
     def configure(self, nas: dict[str, Any]) -> None:
         self._boot["nas"] = nas

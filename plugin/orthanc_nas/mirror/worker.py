@@ -1,18 +1,23 @@
 """The mirror worker: a process of its own next to Orthanc (so SMB I/O and hashing never hold
 Orthanc's GIL), draining the outbox to the NAS.
 
-Per item: bytes from the spool (or from Orthanc for reconciled items) -> write to a temporary
-name in the target folder -> read back and compare size and SHA-256 -> rename into place ->
-mark done. Item errors retry with exponential backoff and jitter, then park as failed;
-connection errors (NAS down, wrong password, missing share) leave items untouched and back off.
+Per item: bytes from the spool (or from Orthanc for reconciled items), SHA-256 and layout path
+here -> a copier process writes them to a temporary name, flushes, confirms the size (reads
+back too with ``verify: "readback"``) and renames into place -> marked done, a pass's items in
+one transaction. ``nas.parallel`` copies are in flight at once, in any order. Item errors retry
+with exponential backoff and jitter, then park as failed; connection errors (NAS down, wrong
+password, missing share) leave items untouched and back off. When nothing is due, the scrub
+re-reads copies at its capped rate (scrub.py).
 
 Run as ``python -m orthanc_nas.mirror.worker``: the first line on stdin is the boot JSON, then
-``wake``, ``config <json>`` and ``backfill`` lines; end of input (Orthanc gone) stops it.
+``wake`` (``wake stored``: the spooler queued new instances), ``config <json>`` and
+``backfill`` lines; end of input (Orthanc gone) stops it.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import hashlib
 import io
@@ -35,12 +40,19 @@ from ..clock import Clock, SystemClock
 from ..db import Database, open_database
 from ..keys import KeyRing, load_or_create_key
 from ..nas import layout
-from ..nas.connect import make_storage
-from ..nas.storage import ConnectionFailed, Storage, StorageError, TargetExists
+from ..nas.connect import make_storage, target_of
+from ..nas.storage import ConnectionFailed, LogonFailed, Storage, StorageError
+from .copier import Copier, InlinePool, Job, Outcome, Pool, ProcessPool, fold_key, outcome_of
 from .outbox import Item, Outbox
+from .scrub import Scrub
 
-BATCH = 50
-RECONNECT_MAX = 30.0  # a NAS back from an outage is seen within this many seconds
+FIRST_COMPLETED = concurrent.futures.FIRST_COMPLETED
+
+BATCH = 64
+RECONNECT_MAX = 4.0  # a NAS back from an outage is seen within this many seconds
+LOGON_RECONNECT_MAX = 60.0  # a wrong password is not retried fast (NAS auto-block lists)
+INGEST_QUIET = 0.5  # seconds without a new instance: Orthanc is no longer receiving
+DEFER_MAX = 20.0  # copying waits for a burst of ingest this long at most, then goes on
 NAS_HEAD = "_orthanc-nas/audit-head.json"  # the audit chain head, kept on the NAS too
 THROUGHPUT_WINDOW = 60.0
 SPACE_EVERY = 30.0
@@ -102,6 +114,26 @@ class Mirror:
     clock: Clock
     source: OrthancSource | None = None
     rand: Callable[[], float] = random.random
+    pool: Pool | None = None  # None: the copies run here, one at a time, on ``storage``
+    ingest_at: float = float("-inf")  # when the spooler last said new instances were queued
+    defer_since: float | None = None
+
+    def note_ingest(self) -> None:
+        self.ingest_at = self.clock.now()
+
+    def _deferred(self, now: float) -> float:
+        """While Orthanc is receiving, copying waits (on a shared box the NAS client and
+        server would take CPU from ingest), for DEFER_MAX seconds of a burst at most: then
+        the copies go on beside it. Returns how long to wait, 0 to copy now."""
+        if now - self.ingest_at >= INGEST_QUIET:
+            self.defer_since = None
+            return 0.0
+        if self.defer_since is None:
+            self.defer_since = now
+        if now - self.defer_since >= DEFER_MAX:
+            return 0.0
+        return self.ingest_at + INGEST_QUIET - now
+    scrub: Scrub | None = None
     connected: bool = False
     last_error: str | None = None
     last_error_at: float | None = None
@@ -127,19 +159,18 @@ class Mirror:
             try:
                 self.storage.connect()
             except StorageError as exc:
-                return self._connection_lost(str(exc))
+                return self._connection_lost(exc)
             self.connected = True
             self.connect_failures = 0
+            self._refresh_space()
+            self.write_state()  # connected: said before the first copy is recorded
+        deferred = self._deferred(now)
+        if deferred > 0:
+            return deferred
         batch = self.outbox.due(BATCH)
-        for item in batch:
-            try:
-                self._process(item)
-            except ConnectionFailed as exc:
-                return self._connection_lost(str(exc))
-            except (StorageError, OSError, InstanceGone, ValueError,
-                    pydicom.errors.InvalidDicomError) as exc:
-                self._item_failed(item, f"{type(exc).__name__}: {exc}",
-                                  permanent=isinstance(exc, InstanceGone))
+        lost = self._copy(batch)
+        if lost is not None:
+            return self._connection_lost(lost)
         if len(batch) < BATCH:  # else more of the same series may still be unread
             self._close_series()
         self._refresh_space()
@@ -147,13 +178,111 @@ class Mirror:
         if batch:
             return 0.0
         wait = self.outbox.next_due_in()
-        return 5.0 if wait is None else min(wait, 5.0)
+        wait = 5.0 if wait is None else min(wait, 5.0)
+        if self.scrub is not None:
+            wait = min(wait, self.scrub.step(self.storage))
+        return wait
 
-    def _connection_lost(self, error: str) -> float:
+    def _copy(self, batch: list[Item]) -> ConnectionFailed | None:
+        """Runs the batch with up to ``2 * parallel`` copies queued at the copiers, then
+        records it in one transaction. Returns the connection failure that stopped it."""
+        pool = self.pool or InlinePool(Copier(self.storage, connected=True))
+        limit = 2 * int(self.nas.get("parallel", 1))
+        items = iter(batch)
+        flying: dict[concurrent.futures.Future[Outcome], tuple[Item, Job, dict[str, Any]]] = {}
+        keys: set[str] = set()
+        finished: list[tuple[Item, str | None, dict[str, Any]]] = []
+        failures: list[tuple[Item, str, bool]] = []
+        taken: list[tuple[str, str, str]] = []
+        lost: ConnectionFailed | None = None
+
+        def fill() -> None:
+            while lost is None and len(flying) < limit:
+                item = next(items, None)
+                if item is None:
+                    return
+                try:
+                    job, fields = self._job(item)
+                except (OSError, InstanceGone, ValueError,
+                        pydicom.errors.InvalidDicomError) as exc:
+                    failures.append((item, f"{type(exc).__name__}: {exc}",
+                                     isinstance(exc, InstanceGone)))
+                    continue
+                if job is None:
+                    finished.append((item, item.remote_path, {}))
+                    continue
+                key = fold_key(job.path)
+                if key in keys:  # its twin is in flight: the next pass takes it
+                    continue
+                keys.add(key)
+                flying[pool.submit(job)] = (item, job, fields)
+
+        fill()
+        while flying:
+            done, _ = concurrent.futures.wait(flying, return_when=FIRST_COMPLETED)
+            for future in done:
+                item, job, fields = flying.pop(future)
+                keys.discard(fold_key(job.path))
+                outcome = outcome_of(future, job)
+                if outcome.connection:
+                    lost = lost or ConnectionFailed("copy", outcome.error or "connection lost")
+                elif outcome.error is not None:
+                    failures.append((item, outcome.error, False))
+                else:
+                    finished.append((item, outcome.path, fields))
+                    if outcome.taken and outcome.path:
+                        taken.append((item.instance_id, outcome.taken, outcome.path))
+            fill()
+        self._record(finished, failures, taken)
+        return lost
+
+    def _job(self, item: Item) -> tuple[Job | None, dict[str, Any]]:
+        """What a copier must do for the item (None: nothing), and what to record of it."""
+        if item.op == "delete":
+            if not item.remote_path:
+                return None, {}
+            return Job(item.instance_id, item.remote_path, delete=True), {}
+        data = self._bytes(item)
+        digest = hashlib.sha256(data).hexdigest()
+        values = dicom_values(data)
+        path = layout.render(self.nas["layout"], values)
+        fields = {"patient_id": values["PatientID"], "study_uid": values["StudyInstanceUID"],
+                  "series_uid": values["SeriesInstanceUID"], "size": len(data),
+                  "sha256": digest, "values": values}
+        # A retry, a reconciliation or a backfill may find its identical copy already there;
+        # a file just received is written straight away (one SMB round trip saved).
+        fresh = item.attempts == 0 and item.spool is not None
+        return Job(item.instance_id, path, data, digest, check_existing=not fresh,
+                   overwrite=item.remote_path == path,
+                   readback=self.nas["verify"] in ("readback", True)), fields
+
+    def _record(self, finished: list[tuple[Item, str | None, dict[str, Any]]],
+                failures: list[tuple[Item, str, bool]],
+                taken: list[tuple[str, str, str]]) -> None:
+        if finished:
+            mirrored = self.outbox.finish_many([(i, p, {k: v for k, v in f.items()
+                                                        if k != "values"})
+                                                for i, p, f in finished],
+                                               target_of(self.nas))
+            for (item, path, fields), ok in zip(finished, mirrored, strict=True):
+                if ok and fields:
+                    self._tally(fields["values"], fields["size"])
+                elif not ok and path and item.op == "put" and self.outbox.cancelled(
+                        item.instance_id):
+                    with contextlib.suppress(StorageError):  # deleted in Orthanc while
+                        self.storage.delete(path)  # copied: deletions propagate
+        for instance_id, path, stored_as in taken:
+            self.audit.record("nas_name_taken", actor="system", ip="", target=instance_id,
+                              path=path, stored_as=stored_as)
+        for item, error, permanent in failures:
+            self._item_failed(item, error, permanent=permanent)
+
+    def _connection_lost(self, error: StorageError) -> float:
         self.connected = False
         self.connect_failures += 1
-        self.note_error(error)
-        delay = min(self.backoff(self.connect_failures), RECONNECT_MAX)
+        self.note_error(str(error))
+        cap = LOGON_RECONNECT_MAX if isinstance(error, LogonFailed) else RECONNECT_MAX
+        delay = min(self.backoff(self.connect_failures), cap)
         self.retry_connect_at = self.clock.now() + delay
         self.write_state()
         return delay
@@ -170,70 +299,6 @@ class Mirror:
         if park:
             self.audit.record("nas_mirror_failed", actor="system", ip="", outcome=FAILURE,
                               target=item.instance_id, error=error, attempts=attempts)
-
-    def _process(self, item: Item) -> None:
-        if item.op == "delete":
-            if item.remote_path:
-                self.storage.delete(item.remote_path)
-            self.outbox.done(item, item.remote_path)
-            return
-        data = self._bytes(item)
-        digest = hashlib.sha256(data).hexdigest()
-        values = dicom_values(data)
-        path = layout.render(self.nas["layout"], values)
-        self.outbox.describe(item, patient_id=values["PatientID"],
-                             study_uid=values["StudyInstanceUID"],
-                             series_uid=values["SeriesInstanceUID"], size=len(data),
-                             sha256=digest)
-        # A retry, a reconciliation or a backfill may find its identical copy already there;
-        # a file just received is written straight away (one SMB round trip saved).
-        fresh = item.attempts == 0 and item.spool is not None
-        existing = None if fresh else self.storage.stat(path)
-        if not (existing and existing.size == len(data) and self._same(
-                self.storage.read(path), digest)):
-            folder, _, name = path.rpartition("/")
-            temporary = f"{folder}/.{name}.part" if folder else f".{name}.part"
-            try:
-                if not self.nas["verify"]:
-                    self.storage.write(temporary, data)
-                elif not self._same(self.storage.write_and_read(temporary, data), digest,
-                                    len(data)):
-                    raise StorageError("verify", "the copy read back differs from the original")
-            except StorageError:
-                with contextlib.suppress(StorageError):
-                    self.storage.delete(temporary)
-                raise
-            path = self._place(item, temporary, path, digest)
-        if self.outbox.done(item, path):
-            self._tally(values, len(data))
-        elif self.outbox.cancelled(item.instance_id):
-            self.storage.delete(path)  # deleted in Orthanc while copied, deletions propagate
-
-    def _place(self, item: Item, temporary: str, path: str, digest: str) -> str:
-        """Renames the verified copy into place; returns where it went. Only this instance's
-        own earlier copy is replaced: another instance whose name sanitises, or folds on the
-        NAS (case, Unicode normalisation), to the same one keeps its file, and this copy takes
-        a name of its own (the Orthanc ID appended), so no copy is ever lost."""
-        try:
-            self.storage.replace(temporary, path, overwrite=item.remote_path == path)
-            return path
-        except TargetExists:
-            with contextlib.suppress(StorageError):  # unreadable: not known to be ours
-                if self._same(self.storage.read(path), digest):  # ours, an interrupted pass
-                    self.storage.delete(temporary)
-                    return path
-        folder, slash, name = path.rpartition("/")
-        stem, dot, extension = name.rpartition(".")
-        apart = folder + slash + (f"{stem}~{item.instance_id}.{extension}" if dot and stem
-                                  else f"{name}~{item.instance_id}")
-        self.storage.replace(temporary, apart)
-        self.audit.record("nas_name_taken", actor="system", ip="", target=item.instance_id,
-                          path=path, stored_as=apart)
-        return apart
-
-    @staticmethod
-    def _same(back: bytes, digest: str, size: int | None = None) -> bool:
-        return (size is None or len(back) == size) and hashlib.sha256(back).hexdigest() == digest
 
     def _bytes(self, item: Item) -> bytes:
         if item.spool:
@@ -288,6 +353,11 @@ class Mirror:
                        (int(self.connected), self.last_error, self.last_error_at, total, free,
                         self.throughput(), os.getpid(), self.clock.now()))
 
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        self.storage.close()
+
     def export_head(self, head_file: Path) -> None:
         """Copies the audit chain head to the NAS when it changed (truncation evidence)."""
         if not self.connected:
@@ -319,8 +389,13 @@ def build(boot: dict[str, Any], clock: Clock) -> Mirror:
     outbox = Outbox(db, Path(boot["spool"]), clock)
     source = OrthancSource(boot["orthanc_url"], boot["orthanc_token"])
     audit_key = KeyRing(load_or_create_key(Path(boot["key"]))).key("audit-chain")
-    return Mirror(outbox, make_storage(boot["nas"]), boot["nas"], Audit(db, clock, audit_key),
-                  db, clock, source)
+    nas = boot["nas"]
+    audit = Audit(db, clock, audit_key)
+    # Copiers are forked before this process starts an SMB client of its own.
+    pool = ProcessPool(lambda: make_storage(nas), nas["parallel"]) if nas["enabled"] else None
+    return Mirror(outbox, make_storage(nas), nas, audit, db, clock, source, pool=pool,
+                  scrub=Scrub(outbox, audit, clock, nas["scrub_mb_per_second"],
+                              tuple(nas["scrub_hours"]), target=target_of(nas)))
 
 
 class Commands:
@@ -342,13 +417,16 @@ class Commands:
         return [line.decode() for line in lines]
 
 
+BOOT_AGAIN = "ORTHANC_NAS_WORKER_BOOT"
 NICENESS = 10  # below Orthanc: receiving images comes first, mirroring them follows
 
 
 def main() -> None:  # pragma: no cover (exercised by the integration tests, in a process)
-    os.nice(NICENESS)
+    if os.nice(0) < NICENESS:  # once, not again at each re-exec
+        os.nice(NICENESS - os.nice(0))
     commands = Commands(sys.stdin.fileno())
-    first: list[str] = []
+    again = os.environ.pop(BOOT_AGAIN, "")  # after a "config" line (not argv: secrets)
+    first: list[str] = [again] if again else []
     while not first and not commands.closed:
         first = commands.read(None)
     if not first:
@@ -363,13 +441,16 @@ def main() -> None:  # pragma: no cover (exercised by the integration tests, in 
     while not commands.closed:
         for line in queued + commands.read(wait):
             command, _, arg = line.strip().partition(" ")
-            if command == "config":
-                mirror.storage.close()
-                boot["nas"] = json.loads(arg)
-                mirror = build(boot, clock)
-                reconcile = bool(boot["nas"]["enabled"])
+            if command == "config":  # libsmbclient reads its settings once a process:
+                mirror.close()  # a new configuration is a new worker
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # sessions the libraries kept
+                os.environ[BOOT_AGAIN] = json.dumps({**boot, "nas": json.loads(arg)})
+                os.execv(sys.executable,  # noqa: S606 (ourselves again)
+                         [sys.executable, "-m", "orthanc_nas.mirror.worker"])
             elif command == "backfill":
                 reconcile = True
+            elif command == "wake" and arg == "stored":
+                mirror.note_ingest()
         queued = []
         if not boot["nas"]["enabled"]:
             wait = 3600.0
@@ -382,7 +463,7 @@ def main() -> None:  # pragma: no cover (exercised by the integration tests, in 
                 mirror.note_error(f"reconciliation: {exc}")
         wait = mirror.step()
         mirror.export_head(Path(boot["head_file"]))
-    mirror.storage.close()  # Orthanc stopped or died: the queue is durable, nothing is lost
+    mirror.close()  # Orthanc stopped or died: the queue is durable, nothing is lost
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sys
 from dataclasses import asdict
@@ -61,11 +62,15 @@ def browse(nas: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    # libsmbclient prints its complaints (a bad signature...) on stdout: only the answer goes
+    # there, everything else to stderr.
+    answer = os.dup(1)
+    os.dup2(2, 1)
     nas = json.loads(sys.stdin.read())
     command = sys.argv[1]
     result = probe(nas) if command == "test" else browse(nas, sys.argv[2] if len(sys.argv) > 2
                                                              else "")
-    print(json.dumps(result))
+    os.write(answer, json.dumps(result).encode() + b"\n")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,22 @@ from .storage import LocalStorage, Storage
 def make_storage(nas: dict[str, Any]) -> Storage:
     if nas["type"] == "local":
         return LocalStorage(nas["path"], nas.get("local_roots") or [])
-    from .smb import SmbStorage  # smbprotocol only where SMB is used
+    settings: dict[str, Any] = {
+        "host": nas["host"], "port": nas["port"], "share": nas["share"],
+        "username": nas["username"], "password": nas["password"], "path": nas["path"],
+        "encrypt": nas["encrypt"], "require_signing": nas["require_signing"],
+        "timeout": nas["timeout_seconds"]}
+    if nas.get("engine", "libsmbclient") == "libsmbclient":
+        from .smbc import SmbcStorage  # SMB clients only where SMB is used
 
-    return SmbStorage(host=nas["host"], port=nas["port"], share=nas["share"],
-                      username=nas["username"], password=nas["password"], path=nas["path"],
-                      encrypt=nas["encrypt"], require_signing=nas["require_signing"],
-                      timeout=nas["timeout_seconds"])
+        return SmbcStorage(**settings)
+    from .smb import SmbStorage
+
+    return SmbStorage(**settings)
+
+
+def target_of(nas: dict[str, Any]) -> str:
+    """Which NAS copies go to: another host, share or folder holds none of the earlier ones."""
+    if nas["type"] == "local":
+        return f"local:{nas['path']}"
+    return f"smb://{nas['host']}:{nas['port']}/{nas['share']}/{nas['path'].strip('/')}"

@@ -26,6 +26,10 @@ class ConnectionFailed(StorageError):
     """The NAS cannot be reached or refuses us (down, wrong password, missing share)."""
 
 
+class LogonFailed(ConnectionFailed):
+    """The NAS refuses our credentials: retried slowly (NAS block lists count failures)."""
+
+
 class OutsideRoot(StorageError):
     """A path tried to leave the share root."""
 
@@ -55,7 +59,8 @@ class Storage(Protocol):
         """Opens (or checks) the connection; raises ConnectionFailed."""
 
     def write(self, path: str, data: bytes) -> None:
-        """Creates or truncates ``path`` (parents included), writes and flushes ``data``."""
+        """Creates or truncates ``path`` (parents included), writes and flushes ``data``, then
+        confirms the size the storage holds (StorageError ``verify`` if it differs)."""
 
     def write_and_read(self, path: str, data: bytes) -> bytes:
         """``write``, then returns what the storage holds at ``path`` (for verification)."""
@@ -137,6 +142,9 @@ class LocalStorage:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            size = os.fstat(f.fileno()).st_size
+        if size != len(data):
+            raise StorageError("verify", f"the folder holds {size} bytes, not {len(data)}")
 
     def write_and_read(self, path: str, data: bytes) -> bytes:
         self.write(path, data)

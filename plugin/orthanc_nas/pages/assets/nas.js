@@ -84,6 +84,9 @@
       const text = { 'status-enabled': s.enabled ? 'on' : 'off (nothing is copied)', 'status-type': s.type,
         'status-last-error': s.last_error ? s.last_error + (s.last_error_at ? ' (' + UI.time(s.last_error_at) + ')' : '') : '',
         'nas-pending': s.pending, 'nas-failed': s.failed, 'nas-mirrored': s.mirrored,
+        'nas-verified': s.verified, 'nas-unverified': s.unverified,
+        'status-oldest-unverified': typeof s.oldest_unverified_age_seconds === 'number'
+          ? '(oldest copied ' + age(s.oldest_unverified_age_seconds) + ' ago)' : '',
         'status-mirrored-bytes': '(' + bytes(s.mirrored_bytes) + ')', 'status-oldest': typeof oldest === 'number' ? age(oldest) : '',
         'status-throughput': bytes(s.throughput_bytes_per_second || 0) + '/s', 'status-worker': UI.time(s.worker_updated_at),
         'status-space': s.total_bytes ? bytes(s.free_bytes) + ' free of ' + bytes(s.total_bytes) : '' };
