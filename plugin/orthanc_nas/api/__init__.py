@@ -12,6 +12,7 @@ from . import (
     health,
     images,
     login,
+    modalities,
     nas,
     native,
     pages,
@@ -21,6 +22,7 @@ from . import (
 
 ROUTES: tuple[Route, ...] = (
     *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *nas.ROUTES, *images.ROUTES,
+    *modalities.ROUTES,
     *shares.ROUTES, *dashboard.ROUTES, *health.ROUTES, *transfers.ROUTES, *native.ROUTES,
     *pages.ROUTES, *docs.ROUTES,
 )
