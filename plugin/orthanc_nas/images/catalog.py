@@ -259,6 +259,24 @@ class Catalog:
                 tx.execute("INSERT OR REPLACE INTO study_index VALUES (?, ?, ?)",
                            (study["ID"], json.dumps({k: study.get(k) for k in keep}), now))
 
+    def names_of(self, study_ids: list[str]) -> dict[str, dict[str, str]]:
+        """Patient and study of each id Orthanc still holds, for people reading the audit
+        trail (the summary index first; deleted studies are left out)."""
+        wanted = [i for i in dict.fromkeys(study_ids) if re.fullmatch(ORTHANC_ID, i)]
+        studies = self._indexed(wanted)
+        for study_id in wanted:
+            if study_id not in studies:
+                try:
+                    studies[study_id] = self._orthanc.get(f"/studies/{study_id}")
+                except OrthancError:
+                    continue
+        out = {}
+        for study_id, study in studies.items():
+            summary = self._summary(study, None)
+            out[study_id] = {k: summary[k] for k in ("PatientName", "PatientID", "StudyDate",
+                                                     "StudyDescription")}
+        return out
+
     def forget(self, study_id: str) -> None:
         """Orthanc changed or deleted the study: its summary is fetched again when needed."""
         with self._db.transaction(invalidates=False) as tx:
