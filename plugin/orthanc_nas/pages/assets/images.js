@@ -79,6 +79,7 @@
       if (value) q[name] = value;
     });
     q.sort = $('f-sort').value || '-date';
+    if ($('f-mine').checked) q.mine = true;
     return q;
   }
   async function search(at) {
@@ -94,11 +95,11 @@
     const items = answer.items || [], total = answer.total || 0;
     const body = $('results').tBodies[0];
     body.textContent = '';
-    if (!items.length) empty(body, COLS, 'No study matches.');
+    if (!items.length) empty(body, COLS, emptyReason());
     items.forEach(function (s) {
       const row = body.insertRow();
       row.dataset.studyId = s.id;
-      const who = td(UI.el('strong', {}, s.PatientName || '(no name)'));
+      const who = td(UI.el('strong', {}, UI.personName(s.PatientName) || '(no name)'));
       if (s.PatientID) who.appendChild(UI.el('div', { className: 'muted small' }, s.PatientID));
       row.appendChild(who);
       row.appendChild(UI.cell(date(s.StudyDate)));
@@ -120,6 +121,18 @@
     $('page-info').textContent = total ? (offset + 1) + '–' + (offset + items.length) + ' of ' + total : '';
     $('page-prev').disabled = offset === 0;
     $('page-next').disabled = offset + items.length >= total;
+  }
+
+  /** Why the list is empty, and what would fill it. */
+  function emptyReason() {
+    const filters = Object.keys(query).filter(function (k) { return k !== 'sort' && k !== 'mine'; });
+    if (filters.length) return 'No study matches these filters: try part of a name, or clear the filters.';
+    if (query.mine) {
+      return 'No study of yours yet: you own what you upload and what a modality you own sends, ' +
+        'and others can give you theirs. Clear "Only mine" to see every study.';
+    }
+    return 'No study in Orthanc yet: images arrive from modalities (an admin adds them under ' +
+      'Administration, DICOM modalities) or from Orthanc Explorer\'s Upload page.';
   }
 
   // ---- details ----------------------------------------------------------------------------
@@ -161,7 +174,7 @@
     box.dataset.resource = d.id;
     box.appendChild(UI.el('h3', {}, 'Study'));
     const facts = box.appendChild(UI.el('dl', { className: 'facts' }));
-    [['Patient', [patient.PatientName, patient.PatientID].filter(Boolean).join(' — ')],
+    [['Patient', [UI.personName(patient.PatientName), patient.PatientID].filter(Boolean).join(' — ')],
       ['Birth date, sex', [date(patient.PatientBirthDate), patient.PatientSex || '—'].join(', ')],
       ['Study', [date(study.StudyDate), study.StudyDescription].filter(Boolean).join(' — ')],
       ['Study instance UID', study.StudyInstanceUID], ['Uploaded by', (d.uploaded_by || []).join(', ')],
