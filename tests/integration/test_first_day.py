@@ -148,5 +148,9 @@ def test_first_day_of_a_clinic(browser: WebDriver, orthanc: OrthancServer, admin
     shoot(browser, shots, "nas")
     browser.get(orthanc.url + "/app/explorer.html#find-patients")
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "all-patients"), "Smith"))
+    header = browser.find_element(By.CSS_SELECTOR, ".ui-page-active .onas-bar")
+    wait(browser).until(lambda _d: header.find_element(By.CLASS_NAME, "onas-nas").is_displayed())
+    assert [a.text for a in header.find_elements(By.TAG_NAME, "a")] == [
+        "Images", "Dashboard", "NAS mirror", "Account"]  # the way back to the plugin's pages
     shoot(browser, shots, "explorer")
     admin.delete("/api/admin/modalities/ct-room")
