@@ -30,6 +30,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 AET_RE = re.compile(r"[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?")
 HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|[0-9A-Fa-f:.]{2,45}")
 OWNER_ROLES = ("user", "admin")  # viewers bring no images
+MAX_PORT = 65534  # Orthanc 1.10.1 refuses 65535 ("must be in range [1..65534]")
 ECHO_TIMEOUT = 5  # seconds Orthanc waits for the modality's answer to C-ECHO
 SCREEN, FILE = "screen", "orthanc.json"
 
@@ -141,8 +142,8 @@ class Modalities:
                                    "modality", "aet")
         if not HOST_RE.fullmatch(host):
             raise ModalityRejected("host: the modality's IP address or host name", "host")
-        if not 0 < port < 65536:
-            raise ModalityRejected("port: a number from 1 to 65535", "port")
+        if not 0 < port <= MAX_PORT:
+            raise ModalityRejected(f"port: a number from 1 to {MAX_PORT}", "port")
         clash = self._db.one("SELECT name FROM modalities WHERE aet = ? AND name != ?",
                              (aet, name))
         clash_name = clash["name"] if clash else next(
@@ -162,28 +163,40 @@ class Modalities:
 
     def save(self, name: str, aet: str, host: str, port: int, owner: str | None, *,
              actor: str, ip: str) -> Modality:
-        """Creates or replaces a modality: stored and audited together, then applied to
-        Orthanc. Orthanc refusing it undoes nothing stored: the next start retries, and
-        the error says so."""
+        """Creates or replaces a modality: applied to Orthanc first (a refusal stores
+        nothing), then stored and audited together; should that fail, Orthanc gets back
+        what it had."""
         aet, host = aet.strip(), host.strip()
         with self._lock:
             owner_id = self._check(name, aet, host, port, owner)
             before = self.get(name)
-            with self._db.transaction(invalidates=False) as tx:
-                tx.execute("INSERT INTO modalities VALUES (?, ?, ?, ?, ?, ?, ?)"
-                           " ON CONFLICT(name) DO UPDATE SET aet = excluded.aet,"
-                           " host = excluded.host, port = excluded.port,"
-                           " owner_id = excluded.owner_id, updated_at = excluded.updated_at,"
-                           " updated_by = excluded.updated_by",
-                           (name, aet, host, port, owner_id, self._clock.now(), actor))
-                self._audit.record("modality_saved", actor=actor, ip=ip, tx=tx, target=name,
-                                   aet=aet, host=host, port=port, owner=owner or "",
-                                   created=before is None)
-            self.forget()
             self._apply(name, aet, host, port)
+            try:
+                self._store(name, aet, host, port, owner, owner_id, before, actor, ip)
+            except Exception:
+                if before is not None:
+                    self._apply(before.name, before.aet, before.host, before.port)
+                else:
+                    with contextlib.suppress(OrthancError):
+                        self._orthanc.delete(f"/modalities/{name}")
+                raise
+            self.forget()
         saved = self.get(name)
         assert saved is not None
         return saved
+
+    def _store(self, name: str, aet: str, host: str, port: int, owner: str | None,
+               owner_id: int | None, before: Modality | None, actor: str, ip: str) -> None:
+        with self._db.transaction(invalidates=False) as tx:
+            tx.execute("INSERT INTO modalities VALUES (?, ?, ?, ?, ?, ?, ?)"
+                       " ON CONFLICT(name) DO UPDATE SET aet = excluded.aet,"
+                       " host = excluded.host, port = excluded.port,"
+                       " owner_id = excluded.owner_id, updated_at = excluded.updated_at,"
+                       " updated_by = excluded.updated_by",
+                       (name, aet, host, port, owner_id, self._clock.now(), actor))
+            self._audit.record("modality_saved", actor=actor, ip=ip, tx=tx, target=name,
+                               aet=aet, host=host, port=port, owner=owner or "",
+                               created=before is None)
 
     def delete(self, name: str, *, actor: str, ip: str) -> Modality | None:
         """Removes a modality saved on the screen; the one orthanc.json declares under the
@@ -213,8 +226,8 @@ class Modalities:
         try:
             self._orthanc.put_bytes(f"/modalities/{name}", body)
         except OrthancError as exc:
-            raise ModalityRejected(f"saved, but Orthanc refused it ({exc}); it is applied "
-                                   "again at the next start", None, 502) from exc
+            raise ModalityRejected("Orthanc refused this modality: check its AE title, "
+                                   "address and port", None) from exc
 
     def apply_all(self) -> list[str]:
         """Declares every saved modality to Orthanc (at start); returns the names refused."""

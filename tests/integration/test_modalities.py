@@ -62,6 +62,7 @@ def test_bad_declarations_say_what_to_fix(orthanc: OrthancServer, admin: Client)
     good = {"aet": "US2", "host": "10.1.2.3", "port": 104}
     for change, field in (({"aet": "A" * 17}, "aet"), ({"aet": "BAD\\AE"}, "aet"),
                           ({"host": "http://x"}, "host"), ({"port": 0}, "port"),
+                          ({"port": 65535}, "port"),  # Orthanc 1.10.1 takes 1..65534
                           ({"owner": "nobody-here"}, "owner"), ({"owner": "mod-reader"}, "owner"),
                           ({"aet": "STORESCU"}, "aet")):  # orthanc.json's storescu has it
         r = admin.put("/api/admin/modalities/us-2", {**good, **change})
