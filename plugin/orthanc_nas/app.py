@@ -16,7 +16,7 @@ import secrets
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,17 @@ from .db import Database, open_database
 from .housekeeping import Housekeeping
 from .images.catalog import Catalog
 from .images.dashboard import Dashboard
+from .images.received import DICOM, OTHER, Received
 from .images.shares import ShareLimits, Shares
 from .images.uploads import Uploads
+from .images.visibility import STRICT, strict_refusal
 from .keys import KEY_FILE, KeyRing, load_or_create_key
 from .logs import Log
 from .mirror.outbox import Outbox
+from .mirror.samples import MirrorSamples
 from .mirror.service import MirrorService
 from .mirror.stored import stored_copy
+from .modalities import Modalities
 from .orthanc_api import OrthancApi, orthanc_study_id
 from .pages import Pages
 from .routing import Router
@@ -71,6 +75,7 @@ ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", *transfers.ROUTE_PATT
                   *native.ROUTE_PATTERNS)
 PLUGIN_ROUTES = re.compile("|".join(f"(?:{p})" for p in ROUTE_PATTERNS))
 REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
+COUNTERS_SECONDS = 5.0  # how often the received counters reach the database
 
 ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
 TEST_CLOCK_ENV = "ORTHANC_NAS_TEST_CLOCK_FILE"
@@ -80,7 +85,8 @@ class App:
     def __init__(self, cfg: config.Config, db: Database, keys: KeyRing, clock: Clock, log: Log,
                  orthanc: OrthancApi, python: list[str] | None = None,
                  env: dict[str, str] | None = None, orthanc_storage: Path | None = None,
-                 https_listener: bool = False) -> None:
+                 https_listener: bool = False,
+                 orthanc_config: Mapping[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.db = db
         self.keys = keys
@@ -126,6 +132,8 @@ class App:
         self.catalog = Catalog(db, orthanc, clock,
                                lambda ids: self.mirror.outbox.state_of(db, ids))
         self.uploads = Uploads(db, self.catalog, self.audit)
+        self.received = Received(db, clock)
+        self.mirror_samples = MirrorSamples(db, clock)
         shares = cfg.section("shares")
         self.shares = Shares(db, keys, clock, self.audit, self.auth.hasher,
                              pin_max_attempts=shares["pin_max_attempts"],
@@ -137,7 +145,11 @@ class App:
                                  self.auth, self.audit, clock, self.lockout)
         self.share_throttle = Throttle(db, clock, max_failures=shares["ip_max_failures"],
                                        window_seconds=shares["ip_window_minutes"] * 60)
-        self.dashboard = Dashboard(db, orthanc, clock, self.mirror.status)
+        self._orthanc_config = dict(orthanc_config or {})
+        self.modalities = Modalities(db, orthanc, self.users, self.audit, clock,
+                                     self._orthanc_config.get("DicomModalities") or {},
+                                     self._file_ae_owners)
+        self.dashboard = Dashboard(db, orthanc, clock, self.mirror.status, self.received)
         self.pages = Pages()
         self._orthanc_version: str | None = None
         self._stop = threading.Event()
@@ -244,21 +256,31 @@ class App:
         and record its sender: the uploader, or the user mapped to the calling AE title."""
         self.mirror.on_stored(instance_id, data)
         if not calling_aet:
-            self.uploads.stored(instance_id, tags)
+            uploader = self.uploads.stored(instance_id, tags)
+            if uploader is None:
+                self.received.count(OTHER)
+            else:
+                self.received.count(uploader.via, uploader.name)
             return
+        self.received.count(DICOM, calling_aet)
         self.access.observe_import(instance_id, calling_aet)
-        username = self.ae_owners().get(calling_aet)
-        if username:
-            user = self.users.by_name(username)
+        owner = self.modalities.owner_of(calling_aet)
+        if owner is not None:
             values = tags()
             study_id = orthanc_study_id(str(values.get("PatientID", "")),
                                         str(values.get("StudyInstanceUID", "")))
-            self.catalog.record_owner(instance_id, study_id, user.id if user else None,
-                                      "cstore", calling_aet)
+            self.catalog.record_owner(instance_id, study_id, owner, "cstore", calling_aet)
 
-    def ae_owners(self) -> dict[str, str]:
-        """Calling AE title -> username: what admins saved (the whole map), else orthanc.json."""
+    def _file_ae_owners(self) -> dict[str, str]:
+        """AE title -> username for modalities orthanc.json declares: ``ae_owners``, and
+        what admins saved with the former run-time map (the modalities screen replaced it)."""
         return self.settings.effective("ae_owners", self.cfg.get("ae_owners"), merge=False)
+
+    def orthanc_aet(self) -> str:
+        return str(self._orthanc_config.get("DicomAet", "ORTHANC"))
+
+    def dicom_port(self) -> int:
+        return int(self._orthanc_config.get("DicomPort", 4242))
 
     def on_instance_deleted(self, instance_id: str) -> None:
         self.mirror.on_deleted(instance_id)
@@ -277,9 +299,15 @@ class App:
                          name="orthanc-nas-housekeeping", daemon=True).start()
         threading.Thread(target=self.access.run, args=(self._stop,), name="orthanc-nas-access",
                          daemon=True).start()
+        threading.Thread(target=self._counters_loop, name="orthanc-nas-counters",
+                         daemon=True).start()
         if self.forwarder is not None:
             threading.Thread(target=self.forwarder.run, args=(self._stop, self._forward_wake),
                              name="orthanc-nas-syslog", daemon=True).start()
+        refused = self.modalities.apply_all()
+        if refused:
+            self.log.error("OrthancNAS: Orthanc refused the saved DICOM modalities "
+                           f"{', '.join(refused)}: they cannot send until corrected")
         db_path = getattr(self.db, "path", None)
         if db_path is not None:
             key_path = self.data_dir / KEY_FILE
@@ -290,9 +318,22 @@ class App:
 
     def stopping(self) -> None:
         self._stop.set()
+        try:
+            self.received.flush()
+        except Exception as exc:  # stopping anyway: say what is lost
+            self.log.error(f"OrthancNAS: received counts not saved: {type(exc).__name__}")
         self.access.wake.set()
         self._forward_wake.set()
         self.mirror.stop()
+
+    def _counters_loop(self) -> None:
+        """Adds the received-instance counters to the database, and samples the mirror."""
+        while not self._stop.wait(COUNTERS_SECONDS):
+            try:
+                self.received.flush()
+                self.mirror_samples.maybe_record(self.mirror.status())
+            except Exception as exc:  # never let it die silently; retry next time
+                self.log.error(f"OrthancNAS: counters failed: {type(exc).__name__}: {exc}")
 
     # ---- helpers for route handlers -------------------------------------------------------
 
@@ -326,6 +367,8 @@ def create_app(orthanc_config: dict[str, Any], env: dict[str, str], log: Log,
                orthanc: OrthancApi) -> App:
     """Validates the configuration, opens the database and keys; raises on any problem."""
     cfg = config.load(orthanc_config)
+    if cfg.get("visibility") == STRICT:
+        raise config.ConfigError(f"{config.SECTION}.visibility", strict_refusal(orthanc))
     data_dir = Path(cfg.get("data_dir")).resolve()
     db_path = Path(cfg.get("database.path") or data_dir / "orthanc-nas.sqlite")
     db = open_database(cfg.get("database.backend"), db_path)
@@ -341,6 +384,7 @@ def create_app(orthanc_config: dict[str, Any], env: dict[str, str], log: Log,
     # Orthanc's own files, relative to its working directory (which is ours: same process).
     storage = Path(str(orthanc_config.get("StorageDirectory", "OrthancStorage"))).resolve()
     app = App(cfg, db, keys, clock, log, orthanc, python, child_env, storage,
-              https_listener=bool(orthanc_config.get("SslEnabled", False)))
+              https_listener=bool(orthanc_config.get("SslEnabled", False)),
+              orthanc_config=orthanc_config)
     bootstrap_admin(app, env)
     return app

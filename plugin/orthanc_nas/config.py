@@ -303,8 +303,15 @@ SCHEMA: Schema = {
         "keep_weekly": Field(int, 4, "Also kept: the newest of each of this many ISO weeks.",
                              _range(0, 520)),
     },
-    "ae_owners": Field(dict, {}, "Calling AE title -> username: instances received by C-STORE "
-                       "from that AE belong to that user (admins edit it at run time too).",
+    "visibility": Field(str, "shared", "Who sees which study in the plugin's pages: 'shared' "
+                        "(every role sees every study, as in Orthanc Explorer; 'mine' is a "
+                        "filter) or 'strict' (a user sees only own and assigned studies "
+                        "everywhere: refused at start where it cannot be enforced, which is "
+                        "every Orthanc without labels, e.g. 1.10.1; docs/security.md).",
+                        _one_of("shared", "strict")),
+    "ae_owners": Field(dict, {}, "Calling AE title -> username for modalities declared in "
+                       "DicomModalities: what that AE sends belongs to that user (modalities "
+                       "declared on the admin screen carry their own owner).",
                        _ae_owners),
     "access_policy": Field(list, None, "Role policy: ordered rules {methods, pattern, roles}; "
                            "the first rule whose method and full-match pattern fit decides; "

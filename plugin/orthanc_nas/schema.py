@@ -264,3 +264,33 @@ MIGRATIONS[11] = [
     "ALTER TABLE mirror_queue ADD COLUMN target TEXT",
     "CREATE INDEX mirror_queue_scrub ON mirror_queue(state, verified_at)",
 ]
+MIGRATIONS[12] = [
+    # DICOM modalities declared on the admin screen: kept here (Orthanc 1.10.1 forgets a
+    # PUT /modalities at restart) and applied to Orthanc at start and on each change. The
+    # owner gets what the modality sends (it replaces the run-time AE-title -> user map).
+    """CREATE TABLE modalities (
+        name TEXT PRIMARY KEY,
+        aet TEXT NOT NULL UNIQUE,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        owner_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        updated_at REAL NOT NULL,
+        updated_by TEXT NOT NULL
+    )""",
+    # Instances received per day, by source (dicom: the calling AE; upload; stow; other):
+    # counted in memory by the ingest hook, added here every few seconds.
+    """CREATE TABLE received_daily (
+        day TEXT NOT NULL,
+        source TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        instances INTEGER NOT NULL,
+        PRIMARY KEY (day, source, origin)
+    ) WITHOUT ROWID""",
+    # Samples of the mirror's backlog and throughput, for the NAS page's 24 h chart.
+    """CREATE TABLE mirror_samples (
+        ts REAL PRIMARY KEY,
+        pending INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        throughput_bps REAL
+    )""",
+]

@@ -28,7 +28,9 @@ from .images.catalog import Catalog
 from .images.dashboard import Dashboard
 from .images.shares import Shares
 from .keys import KeyRing
+from .mirror.samples import MirrorSamples
 from .mirror.service import MirrorService
+from .modalities import Modalities
 from .orthanc_api import OrthancApi
 from .pages import Pages
 from .routing import Router
@@ -62,13 +64,17 @@ class Services(Protocol):
     shares: Shares
     share_throttle: Throttle
     dashboard: Dashboard
+    modalities: Modalities
+    mirror_samples: MirrorSamples
     pages: Pages
     router: Router[Any]
     gate_stats: Callable[[], tuple[int, int]] | None
 
     def two_factor(self) -> dict[str, Any]: ...
 
-    def ae_owners(self) -> dict[str, str]: ...
+    def orthanc_aet(self) -> str: ...
+
+    def dicom_port(self) -> int: ...
 
     def orthanc_version(self) -> str: ...
 

@@ -207,9 +207,10 @@ def search_params(request: Request, max_bytes: int) -> Mapping[str, str]:
     for name, value in json_body(request, max_bytes).items():
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ApiError(400, f"field {name} must be a string or a number", field=name)
-        params[name] = str(value)
+        if not isinstance(value, str | int | float):
+            raise ApiError(400, f"field {name} must be a string, a number or a boolean",
+                           field=name)
+        params[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return params
 
 

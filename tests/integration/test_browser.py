@@ -55,7 +55,7 @@ def test_admin_filters_exports_and_verifies_the_audit_log(
     def actors(driver: WebDriver) -> list[str] | None:
         found: list[str] = driver.execute_script(  # read at once: the table is re-rendered
             "return Array.from(document.querySelectorAll('#audit-table tbody tr'))"
-            ".filter(r => r.cells.length > 1).map(r => r.cells[1].textContent)")
+            ".filter(r => r.cells.length > 1).map(r => r.cells[1].firstChild.textContent)")
         return found if found and set(found) == {"audit-admin"} else None
 
     assert wait(browser).until(actors)

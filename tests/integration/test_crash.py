@@ -114,7 +114,7 @@ def test_deep_body_on_every_plugin_route(server: OrthancServer, admin: Client) -
                          ("POST", "/api/2fa/config"), ("POST", "/api/images/search"),
                          ("POST", f"/api/images/{study}/tags"),
                          ("POST", f"/api/images/{study}/assign"),
-                         ("POST", f"/api/images/{study}/share"), ("PUT", "/api/admin/ae-owners"),
+                         ("POST", f"/api/images/{study}/share"), ("PUT", "/api/admin/modalities/x"),
                          ("POST", "/api/audit/search"), ("POST", "/api/nas/config"),
                          ("POST", "/api/nas/test"), ("POST", "/api/nas/browse"),
                          ("POST", "/api/nas/retry"), ("POST", "/api/nas/backfill"),

@@ -80,9 +80,10 @@ def pids(body: dict[str, object]) -> list[str]:
 def test_uploads_belong_to_their_uploader(people: dict[str, tuple[Client, Account]],
                                           library: dict[str, str], admin: Client) -> None:
     uploader, other, reader = (people[k][0] for k in ("uploader", "other", "reader"))
-    assert sorted(pids(search(uploader))) == sorted(library)
-    assert pids(search(other)) == []
-    assert sorted(pids(search(reader))) == sorted(library)  # viewers read everything
+    assert sorted(pids(search(uploader, mine=True))) == sorted(library)
+    assert sorted(pids(search(other))) == sorted(library)  # shared mode: everyone sees all
+    assert pids(search(other, mine=True)) == []  # "mine": brought or given
+    assert sorted(pids(search(reader))) == sorted(library)
     assert set(library) <= set(pids(search(admin)))
     study = library["IMG-00"]
     detail = uploader.get(f"/api/images/{study}").json()
@@ -92,7 +93,10 @@ def test_uploads_belong_to_their_uploader(people: dict[str, tuple[Client, Accoun
     instance_id = detail["series"][0]["instances"][0]
     assert uploader.get(f"/api/images/{series_id}").json()["study_id"] == study
     assert uploader.get(f"/api/images/{instance_id}").json()["level"] == "instance"
-    assert other.get(f"/api/images/{study}").status_code == 404  # not theirs: same as unknown
+    assert other.get(f"/api/images/{study}").status_code == 200  # seen, but not theirs to give:
+    assert other.post(f"/api/images/{study}/share", {}).status_code == 403
+    assert other.post(f"/api/images/{study}/assign", {"username": "img-other"}
+                      ).status_code == 403
     assert other.get("/api/images/00000000-00000000-00000000-00000000-00000000"
                      ).status_code == 404
     assert uploader.get("/api/images/not-an-id").status_code == 403  # no route of that shape
@@ -104,26 +108,28 @@ def test_assigned_studies_become_visible(people: dict[str, tuple[Client, Account
     study = library["IMG-03"]
     r = uploader.post(f"/api/images/{study}/assign", {"username": "img-other"})
     assert r.status_code == 200
-    assert pids(search(other)) == ["IMG-03"]
-    assert other.get(f"/api/images/{study}").status_code == 200
+    assert pids(search(other, mine=True)) == ["IMG-03"]
+    assert other.post(f"/api/images/{study}/share", {}).status_code == 200  # now theirs to give
 
 
 def test_cstore_ownership_follows_the_calling_ae_title(
         orthanc: OrthancServer, admin: Client, people: dict[str, tuple[Client, Account]],
         tmp_path: Path) -> None:
     other = people["other"][0]
-    assert admin.put("/api/admin/ae-owners", {"ae_owners": {"STORESCU": "nobody-x"}}
+    modality = {"aet": "STORESCU", "host": "127.0.0.1", "port": 11112}
+    assert admin.put("/api/admin/modalities/storescu", {**modality, "owner": "nobody-x"}
                      ).status_code == 400
-    r = admin.put("/api/admin/ae-owners", {"ae_owners": {"STORESCU": "img-other"}})
-    assert r.status_code == 200
+    r = admin.put("/api/admin/modalities/storescu", {**modality, "owner": "img-other"})
+    assert r.status_code == 200, r.text
     try:
         mapped = write_series(tmp_path / "a", 2, patient_id="AE-MAPPED")
         assert storescu(orthanc, mapped).returncode == 0
         unmapped = write_series(tmp_path / "b", 1, patient_id="AE-UNMAPPED")
         assert storescu(orthanc, unmapped, aet="UNMAPPED").returncode == 0
     finally:
-        admin.put("/api/admin/ae-owners", {"ae_owners": {}})
-    mine = other.get("/api/images", params={"patient_id": "AE-*"}).json()["items"]
+        admin.delete("/api/admin/modalities/storescu")
+    mine = other.get("/api/images", params={"patient_id": "AE-*", "mine": "true"}
+                     ).json()["items"]
     assert [i["PatientID"] for i in mine] == ["AE-MAPPED"]
     assert mine[0]["uploaded_by"] == ["img-other"]
     everything = admin.get("/api/images", params={"patient_id": "AE-UNMAPPED"}).json()
@@ -152,10 +158,11 @@ def test_sort_and_pagination(people: dict[str, tuple[Client, Account]],
     by_date = [pid for pid, *_ in sorted(STUDIES, key=lambda s: s[3])]
     assert pids(search(uploader, sort="date")) == by_date
     assert pids(search(uploader, sort="-date")) == by_date[::-1]
-    pages = [pids(search(uploader, sort="date", limit=3, offset=o)) for o in (0, 3, 6)]
+    pages = [pids(search(uploader, sort="date", limit=3, offset=o, mine=True))
+             for o in (0, 3, 6)]
     assert [pid for page in pages for pid in page] == by_date
     assert [len(p) for p in pages] == [3, 3, 2]
-    assert search(uploader, limit=3)["total"] == len(STUDIES)
+    assert search(uploader, limit=3, mine=True)["total"] == len(STUDIES)
     names = [i["PatientName"] for i in search(uploader, sort="patient_name")["items"]]
     assert names == sorted(names)
     for bad in ({"sort": "size"}, {"limit": "0"}, {"date_from": "2024-13"}):
@@ -265,7 +272,7 @@ def test_share_expiry_with_the_clock_and_limits(orthanc: OrthancServer, admin: C
         assert r.status_code == 400 and "field" in r.json()
     assert reader.post(f"/api/images/{study}/share", {}).status_code == 403
     other = people["other"][0]
-    assert other.post(f"/api/images/{library['IMG-05']}/share", {}).status_code == 404
+    assert other.post(f"/api/images/{library['IMG-05']}/share", {}).status_code == 403
     token, created = _share(uploader, study, expires_in_hours=1)
     assert orthanc.client().get(f"/api/shared/{token}").status_code == 200
     orthanc.advance_clock(3601)
@@ -341,7 +348,10 @@ def test_dashboard_numbers_match_what_was_stored(admin: Client,
     assert stats["two_factor"]["user"]["totp"] >= 2 and stats["logins"]["logins_24h"] >= 3
     mine = people["uploader"][0].get("/api/dashboard/stats").json()
     assert mine["scope"] == "mine" and mine["uploaded_instances"] == 2 * len(STUDIES)
-    assert mine["studies"] == len(STUDIES) and "orthanc" not in mine
+    assert mine["own_studies"] == len(STUDIES) and "orthanc" not in mine
+    assert mine["studies"] == orthanc_stats["CountStudies"]  # shared mode: sees every study
+    uploads = sum(d["instances"] for d in stats["received_per_day"] if d["source"] == "upload")
+    assert uploads >= 2 * len(STUDIES)
 
 
 def test_share_link_in_chromium_with_pin_shows_an_image(

@@ -204,13 +204,13 @@ def test_uploading_into_another_user_s_study_takes_nothing(
     assert all(a.status_code == 200 for a in answers)
     assert admin.get(f"/instances/{instance_id_of(crafted)}").status_code == 200  # stored
 
-    r = bob.post("/api/images/search", {"patient_id": crafted.PatientID})
+    # The shared mode shows bob every study; it is still not his: not "mine", not his to give.
+    r = bob.post("/api/images/search", {"patient_id": crafted.PatientID, "mine": True})
     assert r.status_code == 200 and r.json()["items"] == []
-    assert bob.get(f"/api/images/{study_id}").status_code == 404
-    assert bob.post(f"/api/images/{study_id}/share", {"allow_download": True}).status_code == 404
+    assert bob.post(f"/api/images/{study_id}/share", {"allow_download": True}).status_code == 403
     assert bob.post(f"/api/images/{study_id}/assign",
-                    {"username": bob_account.username}).status_code == 404
-    assert bob.post(f"/api/images/{instance_id_of(crafted)}/share", {}).status_code == 404
+                    {"username": bob_account.username}).status_code == 403
+    assert bob.post(f"/api/images/{instance_id_of(crafted)}/share", {}).status_code == 403
     assert owners_shown(alice, study_id) == [alice_account.username]
     joined = [r for r in uploads_audited(admin, study_id) if r["actor"] == bob_account.username]
     assert [(r["details"]["ownership"], r["details"].get("joined_study_owned_by_others"))
@@ -230,16 +230,16 @@ def test_a_modality_mapped_to_a_user_takes_no_study_of_another(
                           study_uid=original[0].StudyInstanceUID, size=16)
     path = tmp_path / "crafted.dcm"
     crafted.save_as(path, enforce_file_format=True)
-    saved = admin.get("/api/admin/ae-owners").json()["ae_owners"]
-    assert admin.put("/api/admin/ae-owners",
-                     {"ae_owners": {"STORESCU": bob_account.username}}).status_code == 200
+    assert admin.put("/api/admin/modalities/storescu", {
+        "aet": "STORESCU", "host": "127.0.0.1", "port": 11112,
+        "owner": bob_account.username}).status_code == 200
     try:
         result = storescu(orthanc, [path])
         assert result.returncode == 0, result.stderr
     finally:
-        admin.put("/api/admin/ae-owners", {"ae_owners": saved})
+        admin.delete("/api/admin/modalities/storescu")
     assert admin.get(f"/instances/{instance_id_of(crafted)}").status_code == 200
-    assert bob.get(f"/api/images/{study_id}").status_code == 404
+    assert bob.post(f"/api/images/{study_id}/share", {}).status_code == 403
     assert owners_shown(alice, study_id) == [alice_account.username]
 
 

@@ -63,8 +63,9 @@ class Env:
         """The /tools/find queries Orthanc was asked."""
         return [json.loads(body) for uri, body in self.orthanc.bodies if uri == "/tools/find"]
 
-    def who(self, name: str, role: str = "user") -> Viewer:
-        return Viewer(self.users[name], role)
+    def who(self, name: str, role: str = "user", strict: bool = True) -> Viewer:
+        """Strict by default: most tests here are about who owns what."""
+        return Viewer(self.users[name], role, strict)
 
     def ids(self, who: Viewer, **filters: Any) -> list[str]:
         _, rows = self.catalog.search(who, Filters(**filters))
@@ -131,6 +132,37 @@ def test_visible_studies(env: Env) -> None:
     assert env.catalog.visible_studies(env.who("alice")) == {A["ID"], C["ID"]}  # own + given
     assert env.catalog.visible_studies(env.who("bob")) == {B["ID"]}
     assert env.catalog.visible_studies(env.who("carol")) == set()
+
+
+def test_shared_mode_shows_every_study_and_mine_filters(env: Env) -> None:
+    alice = env.who("alice", strict=False)
+    assert env.catalog.visible_studies(alice) is None
+    assert sorted(env.ids(alice)) == sorted([A["ID"], B["ID"], C["ID"]])
+    assert sorted(env.ids(alice, mine=True)) == sorted([A["ID"], C["ID"]])
+    assert env.ids(env.who("carol", strict=False), mine=True) == []
+
+
+def test_only_owners_assignees_and_admins_may_give_a_study(env: Env) -> None:
+    """Seeing every study (shared mode) is not a right to share or assign it."""
+    assert env.catalog.may_give(env.who("alice", strict=False), A["ID"])  # owner
+    assert env.catalog.may_give(env.who("alice", strict=False), C["ID"])  # given to her
+    assert not env.catalog.may_give(env.who("bob", strict=False), A["ID"])
+    assert not env.catalog.may_give(env.who("vic", "viewer", strict=False), B["ID"])
+    assert env.catalog.may_give(env.who("admin", "admin", strict=False), B["ID"])
+
+
+@pytest.mark.parametrize(("typed", "sent"), [("smith", "*smith*"), ("Smith*", "Smith*"),
+                                             ("J?nes", "J?nes")])
+def test_search_terms_match_by_part_and_case_insensitively(env: Env, typed: str,
+                                                           sent: str) -> None:
+    env.catalog.search(env.who("admin", "admin"), Filters(patient_name=typed))
+    assert env.finds[-1]["Query"] == {"PatientName": sent}
+    assert env.finds[-1]["CaseSensitive"] is False
+
+
+def test_a_name_typed_as_people_write_it_is_searched_as_dicom_writes_it(env: Env) -> None:
+    env.catalog.search(env.who("admin", "admin"), Filters(patient_name="Smith, John"))
+    assert env.finds[-1]["Query"] == {"PatientName": "*Smith^John*"}
 
 
 def test_record_owner_keeps_the_first_owner(env: Env) -> None:
@@ -246,8 +278,8 @@ def test_search_passes_dicom_filters_to_orthanc(env: Env) -> None:
         date_from="20240101"))
     env.catalog.search(env.who("admin", "admin"), Filters(date_to="20231231"))
     assert [f["Query"] for f in env.finds] == [
-        {"PatientName": "Able*", "PatientID": "P-A", "ModalitiesInStudy": "CT",
-         "StudyDescription": "Chest", "StudyDate": "20240101-"},
+        {"PatientName": "Able*", "PatientID": "*P-A*", "ModalitiesInStudy": "CT",
+         "StudyDescription": "*Chest*", "StudyDate": "20240101-"},
         {"StudyDate": "-20231231"}]
 
 

@@ -14,7 +14,6 @@ import pytest
 
 from orthanc_nas import app as app_module
 from orthanc_nas.auth.access import PUBLIC
-from orthanc_nas.images.catalog import Viewer
 from orthanc_nas.orthanc_api import orthanc_study_id
 from orthanc_nas.routing import Call, Router, route
 from orthanc_nas.web import Request, Response
@@ -105,11 +104,12 @@ def test_the_uploader_is_the_user_the_filter_allowed_on_this_thread(env: Env) ->
     assert bob_client.allowed("POST", "/instances/")  # Orthanc Explorer's form
     env.app.on_stored("inst-1", b"", "", lambda: tags)
     env.app.on_stored("inst-2", b"", "", lambda: tags)  # a second file of the same request
-    assert env.app.catalog.visible_studies(Viewer(bob.user_id, "user")) == {study}
+    assert env.app.catalog.own_studies(bob.user_id) == {study}
     uploads = [r for r in audit_rows(env.app) if r["event"] == "instance_uploaded"]
     assert [(r["actor"], r["ip"], r["target"]) for r in uploads] == [
         ("bob", "10.0.0.7", study)] * 2
-    assert json.loads(uploads[0]["details"]) == {"instance": "inst-1", "ownership": "owner"}
+    assert json.loads(uploads[0]["details"]) == {"instance": "inst-1", "ownership": "owner",
+                                                       "via": "upload"}
 
     for other in (lambda: bob_client.allowed("GET", "/patients"),  # the next request
                   lambda: vic_client.allowed("POST", "/instances"),  # refused

@@ -39,7 +39,9 @@ def test_search_params_from_a_query_or_a_body() -> None:
     assert search_params(Request("GET", "/x", query={"limit": "5"}), 1024) == {"limit": "5"}
     posted = Request("POST", "/x", body=b'{"limit": 5, "patient": "P-1", "tag": null}')
     assert search_params(posted, 1024) == {"limit": "5", "patient": "P-1"}
-    for body in (b'{"limit": [5]}', b'{"limit": true}', b'{"limit": {"a": 1}}'):
+    flag = Request("POST", "/x", body=b'{"mine": true, "limit": false}')
+    assert search_params(flag, 1024) == {"mine": "true", "limit": "false"}
+    for body in (b'{"limit": [5]}', b'{"limit": {"a": 1}}'):
         with pytest.raises(ApiError) as err:
             search_params(Request("POST", "/x", body=body), 1024)
         assert err.value.status == 400 and err.value.extra["field"] == "limit"

@@ -13,6 +13,7 @@ from . import (
     health,
     images,
     login,
+    modalities,
     nas,
     native,
     pages,
@@ -23,7 +24,6 @@ from . import (
 
 ROUTES: tuple[Route, ...] = (
     *login.ROUTES, *account.ROUTES, *admin.ROUTES, *audit.ROUTES, *backup.ROUTES, *nas.ROUTES,
-    *images.ROUTES, *shares.ROUTES, *viewer.ROUTES, *dashboard.ROUTES, *health.ROUTES,
-    *transfers.ROUTES,
-    *native.ROUTES, *pages.ROUTES, *docs.ROUTES,
+    *images.ROUTES, *modalities.ROUTES, *shares.ROUTES, *viewer.ROUTES, *dashboard.ROUTES,
+    *health.ROUTES, *transfers.ROUTES, *native.ROUTES, *pages.ROUTES, *docs.ROUTES,
 )

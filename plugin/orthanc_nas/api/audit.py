@@ -52,6 +52,10 @@ def search(svc: Services, call: Call) -> Response:
                        limit=int_param(q, "limit", 100, 1, limit_max),
                        offset=int_param(q, "offset", 0, 0, 10**9))
     total, items = svc.audit.search(query)
+    if not export:  # the page shows patient and study by name
+        body = {"total": total, "items": items,
+                "studies": svc.catalog.names_of([str(i["target"]) for i in items])}
+        return json_response(body)
     if export != "csv":
         response = json_response({"total": total, "items": items})
         if export:

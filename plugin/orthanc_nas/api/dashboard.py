@@ -14,9 +14,14 @@ if TYPE_CHECKING:
 
 def stats(svc: Services, call: Call) -> Response:
     caller = call.caller
-    visible = None if caller.is_admin else svc.catalog.visible_studies(viewer_of(caller))
-    return json_response(svc.dashboard.stats(caller.user.id, caller.name, caller.is_admin,
-                                             None if visible is None else len(visible)))
+    if caller.is_admin:
+        return json_response(svc.dashboard.stats(caller.user.id, caller.name, True, None))
+    visible = svc.catalog.visible_studies(viewer_of(svc, caller))
+    count = (len(visible) if visible is not None
+             else int(svc.orthanc.get("/statistics")["CountStudies"]))
+    body = svc.dashboard.stats(caller.user.id, caller.name, False, count)
+    body["own_studies"] = len(svc.catalog.own_studies(caller.user.id))
+    return json_response(body)
 
 
 ROUTES = (route("GET", r"/api/dashboard/stats", stats),)

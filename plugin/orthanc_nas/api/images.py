@@ -1,12 +1,11 @@
-"""Images: search, details, tags, assignments, share creation, and the AE-title -> user map
-(uploads stay Orthanc's route: images/uploads.py records who sent them)."""
+"""Images: search, details, tags, assignments, share creation (uploads stay Orthanc's route:
+images/uploads.py records who sent them; modalities.py who owns what a modality sends)."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
-from ..auth.access import ADMIN_ONLY, WRITER, Principal
+from ..auth.access import WRITER, Principal
 from ..images.catalog import (
     DATE_RE,
     SORTS,
@@ -36,8 +35,9 @@ if TYPE_CHECKING:
 ID = f"({ORTHANC_ID})"
 
 
-def viewer_of(principal: Principal) -> Viewer:
-    return Viewer(principal.user.id, principal.user.role)
+def viewer_of(svc: Services, principal: Principal) -> Viewer:
+    return Viewer(principal.user.id, principal.user.role,
+                  strict=svc.cfg.get("visibility") == "strict")
 
 
 def search(svc: Services, call: Call) -> Response:
@@ -60,15 +60,16 @@ def search(svc: Services, call: Call) -> Response:
         date_to=q.get("date_to", "").replace("-", "") or None,
         description=q.get("description") or None, tag=q.get("tag") or None,
         uploader=q.get("uploader") or None, sort=sort,
+        mine=str(q.get("mine", "")).lower() in ("1", "true", "yes"),
         limit=int_param(q, "limit", 50, 1, 500), offset=int_param(q, "offset", 0, 0, 10**7))
-    total, items = svc.catalog.search(viewer_of(call.caller), filters)
+    total, items = svc.catalog.search(viewer_of(svc, call.caller), filters)
     return json_response({"total": total, "offset": filters.offset, "items": items})
 
 
 def _visible(svc: Services, call: Call) -> Resource:
     """The study, series or instance the path names, if the caller may see it (else 404)."""
     try:
-        return svc.catalog.resolve_visible(viewer_of(call.caller), call.args[0])
+        return svc.catalog.resolve_visible(viewer_of(svc, call.caller), call.args[0])
     except NotVisible as exc:
         raise ApiError(404, "no such study, series or instance") from exc
 
@@ -80,7 +81,7 @@ def _tags_of(svc: Services, study_id: str) -> Response:
 def detail(svc: Services, call: Call) -> Response:
     _visible(svc, call)
     caller = call.caller
-    body = svc.catalog.detail(viewer_of(caller), call.args[0])
+    body = svc.catalog.detail(viewer_of(svc, caller), call.args[0])
     own = None if caller.is_admin else caller.user.id
     body["shares"] = [s for s in svc.shares.list(own) if s["study_id"] == body["study_id"]]
     return json_response(body)
@@ -108,8 +109,17 @@ def remove_tag(svc: Services, call: Call) -> Response:
     return _tags_of(svc, resource.study_id)
 
 
-def assign(svc: Services, call: Call) -> Response:
+def _givable(svc: Services, call: Call) -> Resource:
+    """The resource, if the caller may share or assign it (catalog.may_give says who)."""
     resource = _visible(svc, call)
+    if not svc.catalog.may_give(viewer_of(svc, call.caller), resource.study_id):
+        raise ApiError(403, "only its owners, the users it was given to, and admins may "
+                       "share or assign a study")
+    return resource
+
+
+def assign(svc: Services, call: Call) -> Response:
+    resource = _givable(svc, call)
     username = field_of(json_body(call.request, svc.max_body), "username", str, max_len=64)
     target = svc.users.by_name(username)
     if target is None:
@@ -121,7 +131,7 @@ def assign(svc: Services, call: Call) -> Response:
 
 
 def share(svc: Services, call: Call) -> Response:
-    resource = _visible(svc, call)
+    resource = _givable(svc, call)
     base = svc.site.base_url(call.request)  # before anything is created: 409 if links can't
     data = json_body(call.request, svc.max_body)
     caller = call.caller
@@ -139,32 +149,12 @@ def share(svc: Services, call: Call) -> Response:
     return json_response({**created.public(), "url": f"{base}/s/{token}"})
 
 
-def get_ae_owners(svc: Services, call: Call) -> Response:
-    return json_response({"ae_owners": svc.ae_owners()})
-
-
-def set_ae_owners(svc: Services, call: Call) -> Response:
-    mapping = field_of(json_body(call.request, svc.max_body), "ae_owners", dict)
-    for aet, username in mapping.items():
-        if not isinstance(username, str) or svc.users.by_name(username) is None:
-            raise ApiError(400, f"ae_owners: no user {username!r} for AE {aet!r}",
-                           field="ae_owners")
-        if not 0 < len(aet) <= 16:
-            raise ApiError(400, "ae_owners: AE titles have 1 to 16 characters",
-                           field="ae_owners")
-    with svc.db.transaction() as tx:
-        svc.settings.put(tx, "ae_owners", mapping, call.caller.name)
-        svc.audit.record("ae_owners_changed", actor=call.caller.name, ip=call.ip, tx=tx,
-                         ae_owners=json.dumps(mapping, sort_keys=True))
-    return json_response({"ae_owners": svc.ae_owners()})
-
-
 STUDY = rf"/api/images/{ID}"
 ROUTES = (
     route("GET", r"/api/images", search),
     route("POST", r"/api/images/search", search, body=obj(**dict.fromkeys(
         ("patient_name", "patient_id", "modality", "date_from", "date_to", "description", "tag",
-         "uploader", "sort", "limit", "offset"), SEARCH_VALUE))),
+         "uploader", "sort", "limit", "offset"), SEARCH_VALUE), mine=BOOLEAN)),
     route("GET", STUDY, detail, params=("resource_id",)),
     route("POST", f"{STUDY}/tags", add_tag, WRITER, params=("resource_id",),
           body=obj(("tag",), tag=text(40))),
@@ -173,6 +163,4 @@ ROUTES = (
           body=obj(("username",), username=text(64))),
     route("POST", f"{STUDY}/share", share, WRITER, params=("resource_id",), body=obj(
         expires_in_hours=INTEGER, max_views=INTEGER, pin=text(128), allow_download=BOOLEAN)),
-    route("GET", r"/api/admin/ae-owners", get_ae_owners, ADMIN_ONLY),
-    route("PUT", r"/api/admin/ae-owners", set_ae_owners, ADMIN_ONLY),
 )

@@ -54,6 +54,11 @@ def status(svc: Services, call: Call) -> Response:
     return json_response(svc.mirror.status())
 
 
+def history(svc: Services, call: Call) -> Response:
+    """The mirror's backlog and throughput over the last 24 h (a sample every 5 minutes)."""
+    return json_response({"samples": svc.mirror_samples.last_day()})
+
+
 def browse(svc: Services, call: Call) -> Response:
     raw = search_params(call.request, svc.max_body).get("path", "")
     try:
@@ -109,6 +114,7 @@ ROUTES = (
     route("POST", r"/api/nas/config", set_config, ADMIN_ONLY),
     route("POST", r"/api/nas/test", test, ADMIN_ONLY),
     route("GET", r"/api/nas/status", status, ADMIN_ONLY),
+    route("GET", r"/api/nas/history", history, ADMIN_ONLY),
     route("GET", r"/api/nas/browse", browse, ADMIN_ONLY),
     route("POST", r"/api/nas/browse", browse, ADMIN_ONLY),
     route("GET", r"/api/nas/queue", queue, ADMIN_ONLY),

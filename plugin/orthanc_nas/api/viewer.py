@@ -23,7 +23,7 @@ ID = f"({ORTHANC_ID})"
 
 def _visible(svc: Services, call: Call, level: str) -> str:
     try:
-        resource = svc.catalog.resolve_visible(viewer_of(call.caller), call.args[0])
+        resource = svc.catalog.resolve_visible(viewer_of(svc, call.caller), call.args[0])
     except NotVisible as exc:
         raise ApiError(404, f"no such {level}") from exc
     if resource.level != level:

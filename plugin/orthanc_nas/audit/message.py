@@ -74,7 +74,8 @@ EVENT_TYPES: dict[str, Code] = {
                      "totp_enrollment_started", "backup_codes_generated", "backup_code_used",
                      "token_created", "token_revoked", "tokens_revoked"), USER_SECURITY_CHANGED),
     # system-wide security settings
-    **dict.fromkeys(("two_factor_config_changed", "security_alert", "ae_owners_changed"),
+    **dict.fromkeys(("two_factor_config_changed", "security_alert", "ae_owners_changed",
+                     "modality_saved", "modality_deleted"),
                     SECURITY_CONFIGURATION),
     "nas_config_changed": SOFTWARE_CONFIGURATION,
     # the backup key changed, or the whole state replaced from a backup

@@ -31,14 +31,17 @@ class NotVisible(LookupError):
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who asks: admins and viewers see every study, users what they brought or were given."""
+    """Who asks. In the shared mode (the default) every role sees every study, as in Orthanc
+    Explorer; in the strict mode a ``user`` sees only what they brought or were given
+    (docs/security.md, "Who sees which study")."""
 
     user_id: int
     role: str
+    strict: bool = False
 
     @property
     def sees_all(self) -> bool:
-        return self.role in ("admin", "viewer")
+        return not self.strict or self.role in ("admin", "viewer")
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,19 @@ class Filters:
     description: str | None = None
     tag: str | None = None
     uploader: str | None = None
+    mine: bool = False  # only studies the caller brought or was given
     sort: str = "-date"
     limit: int = 50
     offset: int = 0
+
+
+PERSON_SEPARATORS = re.compile(r"\s*,\s*")  # "Smith, John" as typed: DICOM's "Smith^John"
+
+
+def part_of(value: str) -> str:
+    """A search term as people mean it: without wildcards of their own, any value containing
+    it ("smith" finds "Smith^John"; the find is case-insensitive)."""
+    return value if "*" in value or "?" in value else f"*{value}*"
 
 
 def valid_tag(tag: str) -> bool:
@@ -118,12 +131,21 @@ class Catalog:
 
     def visible_studies(self, who: Viewer) -> set[str] | None:
         """None means every study."""
-        if who.sees_all:
-            return None
+        return None if who.sees_all else self.own_studies(who.user_id)
+
+    def own_studies(self, user_id: int) -> set[str]:
+        """The studies a user owns (brought first) or was given."""
         rows = self._db.all("SELECT study_id FROM instance_owners WHERE user_id = ? UNION"
                             " SELECT study_id FROM study_assignments WHERE user_id = ?",
-                            (who.user_id, who.user_id))
+                            (user_id, user_id))
         return {r["study_id"] for r in rows}
+
+    def may_give(self, who: Viewer, study_id: str) -> bool:
+        """Sharing a study, or assigning it to someone: admins any study, users the ones
+        they own or were given (seeing a study is not enough in the shared mode)."""
+        if who.role == "admin":
+            return True
+        return who.role == "user" and study_id in self.own_studies(who.user_id)
 
     # ---- resources ---------------------------------------------------------------------------
 
@@ -162,18 +184,19 @@ class Catalog:
     def search(self, who: Viewer, f: Filters) -> tuple[int, list[dict[str, Any]]]:
         query: dict[str, str] = {}
         if f.patient_name:
-            query["PatientName"] = f.patient_name
+            query["PatientName"] = part_of(PERSON_SEPARATORS.sub("^", f.patient_name.strip()))
         if f.patient_id:
-            query["PatientID"] = f.patient_id
+            query["PatientID"] = part_of(f.patient_id.strip())
         if f.modality:
             query["ModalitiesInStudy"] = f.modality
         if f.description:
-            query["StudyDescription"] = f.description
+            query["StudyDescription"] = part_of(f.description.strip())
         if f.date_from or f.date_to:
             query["StudyDate"] = f"{f.date_from or ''}-{f.date_to or ''}"
         studies = self._find(query)
         candidates: set[str] | None = self.visible_studies(who)
-        for extra in (self._tagged(f.tag) if f.tag else None,
+        for extra in (self.own_studies(who.user_id) if f.mine else None,
+                      self._tagged(f.tag) if f.tag else None,
                       self._uploaded_by(f.uploader) if f.uploader else None):
             if extra is not None:
                 candidates = extra if candidates is None else candidates & extra
@@ -198,7 +221,7 @@ class Catalog:
         plus the summary index (only unknown studies are expanded)."""
         if query:
             return list(self._orthanc.post("/tools/find", _json(
-                {"Level": "Study", "Expand": True, "Query": query})))
+                {"Level": "Study", "Expand": True, "Query": query, "CaseSensitive": False})))
         ids: list[str] = self._orthanc.get("/studies")
         known = self._indexed(ids)
         missing = [i for i in ids if i not in known]
@@ -235,6 +258,24 @@ class Catalog:
             for study in studies:
                 tx.execute("INSERT OR REPLACE INTO study_index VALUES (?, ?, ?)",
                            (study["ID"], json.dumps({k: study.get(k) for k in keep}), now))
+
+    def names_of(self, study_ids: list[str]) -> dict[str, dict[str, str]]:
+        """Patient and study of each id Orthanc still holds, for people reading the audit
+        trail (the summary index first; deleted studies are left out)."""
+        wanted = [i for i in dict.fromkeys(study_ids) if re.fullmatch(ORTHANC_ID, i)]
+        studies = self._indexed(wanted)
+        for study_id in wanted:
+            if study_id not in studies:
+                try:
+                    studies[study_id] = self._orthanc.get(f"/studies/{study_id}")
+                except OrthancError:
+                    continue
+        out = {}
+        for study_id, study in studies.items():
+            summary = self._summary(study, None)
+            out[study_id] = {k: summary[k] for k in ("PatientName", "PatientID", "StudyDate",
+                                                     "StudyDescription")}
+        return out
 
     def forget(self, study_id: str) -> None:
         """Orthanc changed or deleted the study: its summary is fetched again when needed."""

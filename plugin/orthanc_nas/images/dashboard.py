@@ -10,6 +10,7 @@ from typing import Any
 from ..clock import Clock
 from ..db import Database
 from ..orthanc_api import OrthancApi
+from .received import Received
 from .shares import LIVE
 
 DAY = 86400.0
@@ -18,8 +19,9 @@ CACHE_SECONDS = 30.0
 
 class Dashboard:
     def __init__(self, db: Database, orthanc: OrthancApi, clock: Clock,
-                 nas_status: Callable[[], dict[str, Any]]) -> None:
+                 nas_status: Callable[[], dict[str, Any]], received: Received) -> None:
         self._db = db
+        self._received = received
         self._orthanc = orthanc
         self._clock = clock
         self._nas_status = nas_status
@@ -84,16 +86,19 @@ class Dashboard:
 
     def stats(self, user_id: int, username: str, admin: bool,
               visible_studies: int | None) -> dict[str, Any]:
-        """Everything for admins; a user's own numbers otherwise."""
+        """Everything for admins; a user's own numbers otherwise, and what the clinic
+        received (every role sees every study in the shared mode)."""
+        received = {"received_per_day": self._received.per_day(30),
+                    "received_by_origin": self._received.by_origin(30)}
         if not admin:
-            return {"scope": "mine", "studies": visible_studies,
+            return {"scope": "mine", "studies": visible_studies, **received,
                     "uploads_per_day": self.uploads_per_day(user_id),
                     "uploaded_instances": self._count(
                         "SELECT COUNT(*) FROM instance_owners WHERE user_id = ?", (user_id,)),
                     "logins": self.logins(username), "shares": self.shares(user_id)}
         stats = self._orthanc.get("/statistics")
         nas = self._nas_status()
-        return {"scope": "all",
+        return {"scope": "all", **received,
                 "orthanc": {"studies": stats["CountStudies"], "series": stats["CountSeries"],
                             "instances": stats["CountInstances"],
                             "disk_bytes": int(stats.get("TotalDiskSize", 0))},

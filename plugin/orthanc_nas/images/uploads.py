@@ -27,6 +27,13 @@ from .catalog import JOINED, Catalog
 UPLOAD_ROLES = frozenset({"user", "admin"})
 
 
+def is_stow(method: str, path: str) -> bool:
+    """DICOMweb's STOW-RS (``POST /dicom-web/studies[/<uid>]``), which stores through
+    Orthanc on the same HTTP thread."""
+    parts = [c for c in path.split("/") if c]
+    return method == "POST" and parts[:2] == ["dicom-web", "studies"] and len(parts) <= 3
+
+
 def is_upload(method: str, path: str) -> bool:
     """``POST /instances`` as Orthanc routes it: empty URI components do not count, so
     ``/instances/`` (Orthanc Explorer's form) is the same route."""
@@ -38,6 +45,7 @@ class Uploader:
     user_id: int
     name: str
     ip: str
+    via: str = "upload"  # or "stow"
 
 
 class Uploads:
@@ -54,23 +62,25 @@ class Uploads:
     def allowed(self, request: Request, principal: Principal | None) -> None:
         """The filter allowed ``request`` (``principal`` None: a public route)."""
         thread = threading.get_ident()
-        if (principal is not None and not principal.restricted
-                and principal.user.role in UPLOAD_ROLES and is_upload(request.method,
-                                                                      request.path)):
-            self._by_thread[thread] = Uploader(principal.user.id, principal.name, request.ip)
+        via = ("upload" if is_upload(request.method, request.path)
+               else "stow" if is_stow(request.method, request.path) else None)
+        if (via is not None and principal is not None and not principal.restricted
+                and principal.user.role in UPLOAD_ROLES):
+            self._by_thread[thread] = Uploader(principal.user.id, principal.name, request.ip,
+                                               via)
         else:
             self._by_thread.pop(thread, None)
 
     def refused(self) -> None:
         self._by_thread.pop(threading.get_ident(), None)
 
-    def stored(self, instance_id: str, tags: Callable[[], dict[str, Any]]) -> bool:
+    def stored(self, instance_id: str, tags: Callable[[], dict[str, Any]]) -> Uploader | None:
         """Orthanc stored an instance without a calling AE title: when this thread is serving
-        an upload, the uploader is recorded (the ownership rule of ``record_owner``) and the
-        upload audited, in one transaction. False: not an upload."""
+        an upload (or STOW), the uploader is recorded (the ownership rule of
+        ``record_owner``) and the upload audited, in one transaction. None: not an upload."""
         uploader = self._by_thread.get(threading.get_ident())
         if uploader is None:
-            return False
+            return None
         values = tags()
         patient_id = str(values.get("PatientID", ""))
         study_uid = str(values.get("StudyInstanceUID", ""))
@@ -83,5 +93,5 @@ class Uploads:
             self._audit.record("instance_uploaded", actor=uploader.name, ip=uploader.ip,
                                target=study_id, tx=tx, patient_id=patient_id,
                                study_uid=study_uid, instance=instance_id, ownership=outcome,
-                               **extra)
-        return True
+                               via=uploader.via, **extra)
+        return uploader

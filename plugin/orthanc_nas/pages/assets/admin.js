@@ -302,30 +302,68 @@
     setTimeout(function () { URL.revokeObjectURL(link.href); }, 60000);
   }
 
+  // Events whose generic wording would mislead; the others read well as words.
+  const EVENT_WORDS = { login: 'Signed in', login_pin_accepted: 'PIN accepted', login_2fa: 'Second factor accepted',
+    logout: 'Signed out', lockout: 'Locked out', instances_accessed: 'Study viewed', study_downloaded: 'Study downloaded',
+    instances_imported: 'Images received (DICOM)', instance_uploaded: 'Image uploaded', instances_sent: 'Images sent',
+    nas_mirrored: 'Copied to the NAS', nas_mirror_failed: 'NAS copy failed', modality_saved: 'Modality saved',
+    modality_deleted: 'Modality deleted', share_created: 'Share link created', share_opened: 'Share link opened' };
+  const HIDDEN_DETAILS = ['instance'];  // Orthanc IDs: noise for a reader, still in the exports
+
+  function detailValue(value) {
+    if (value === true) return 'yes';
+    if (value === false) return 'no';
+    if (value !== null && typeof value === 'object') {
+      return Object.keys(value).map(function (k) { return k + ' ' + detailValue(value[k]); }).join(', ');
+    }
+    return String(value);
+  }
+
   async function loadAudit() {
     const query = Object.assign(auditFilters(), { limit: PAGE, offset: auditOffset });
     let answer;
     try { answer = await api('POST', '/api/audit/search', query); } catch (err) { UI.fail('audit-error', err); return; }
     UI.say('audit-error', '');
-    const items = answer.items || [];
+    const items = answer.items || [], studies = answer.studies || {};
     const body = $('audit-table').tBodies[0];
     body.textContent = '';
-    if (!items.length) body.insertRow().appendChild(UI.el('td', { colspan: '8', className: 'empty' }, 'No entries.'));
+    if (!items.length) {
+      const filtered = Object.keys(auditFilters()).length > 0;
+      body.insertRow().appendChild(UI.el('td', { colspan: '5', className: 'empty' },
+        filtered ? 'No entry matches these filters.' : 'No entries yet.'));
+    }
     items.forEach(function (e) {
       const row = body.insertRow();
-      row.appendChild(UI.cell(UI.time(e.ts)));
-      row.appendChild(UI.cell(e.actor || '—'));
-      row.appendChild(UI.cell(e.ip || '—', 'mono'));
-      const event = UI.cell(e.event);
-      event.title = (e.event_name || '') + ' (DCM ' + e.event_code + ')';
+      const when = UI.cell(UI.shortTime(e.ts), 'nowrap');
+      when.title = UI.time(e.ts);
+      row.appendChild(when);
+      const who = UI.cell(e.actor || '—');
+      if (e.ip) who.appendChild(UI.el('div', { className: 'muted small mono' }, e.ip));
+      row.appendChild(who);
+      const event = UI.el('td');
+      event.appendChild(UI.el('span', { className: 'event-name' }, EVENT_WORDS[e.event] || UI.words(e.event)));
+      if (e.outcome !== 'success') { event.appendChild(document.createTextNode(' ')); event.appendChild(badge(e.outcome || '—', 'bad')); }
+      event.title = e.event + ': ' + (e.event_name || '') + ' (DCM ' + e.event_code + ')';
       row.appendChild(event);
-      const outcome = UI.el('td');
-      outcome.appendChild(badge(e.outcome || '—', e.outcome === 'success' ? 'good' : 'bad'));
-      row.appendChild(outcome);
-      row.appendChild(UI.cell([e.patient_id, e.study_uid].filter(Boolean).join(' / ') || '—', 'mono small'));
-      row.appendChild(UI.cell(e.target || '—'));
-      const details = e.details && Object.keys(e.details).length ? JSON.stringify(e.details) : '';
-      row.appendChild(UI.cell(details, 'details mono small'));
+      const study = studies[e.target] || null, subject = UI.el('td');
+      if (study) {
+        subject.appendChild(UI.el('strong', {}, UI.personName(study.PatientName) || '(no name)'));
+        subject.appendChild(UI.el('div', { className: 'muted small' },
+          [study.PatientID, study.StudyDescription, study.StudyDate].filter(Boolean).join(' · ')));
+      } else if (e.patient_id || e.study_uid) {
+        subject.appendChild(UI.el('span', { className: 'small' }, e.patient_id ? 'Patient ' + e.patient_id : ''));
+        if (e.study_uid) subject.appendChild(UI.el('div', { className: 'muted small clip', title: e.study_uid }, 'Study ' + e.study_uid));
+      } else if (e.target) subject.appendChild(UI.el('span', { className: 'small clip', title: e.target }, e.target));
+      else subject.textContent = '—';
+      row.appendChild(subject);
+      const details = UI.el('td', { className: 'details small' });
+      Object.keys(e.details || {}).filter(function (k) { return HIDDEN_DETAILS.indexOf(k) < 0; }).forEach(function (k) {
+        const line = details.appendChild(UI.el('span', { className: 'kv' }));
+        line.appendChild(UI.el('b', {}, UI.words(k) + ': '));
+        line.appendChild(document.createTextNode(detailValue(e.details[k])));
+      });
+      if (!details.childNodes.length) details.textContent = '—';
+      row.appendChild(details);
     });
     const total = answer.total || 0;
     $('audit-info').textContent = total ? (auditOffset + 1) + '–' + (auditOffset + items.length) + ' of ' + total : '';

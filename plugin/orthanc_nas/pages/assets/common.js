@@ -77,6 +77,31 @@ const UI = {
     return new Date(ts * 1000).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
   },
 
+  /** UNIX seconds, short: "14:03" today, "29 Nov 14:03" this year, else with the year. */
+  shortTime: function (ts) {
+    if (!ts) return '—';
+    const d = new Date(ts * 1000), now = new Date();
+    const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+    if (d.toDateString() === now.toDateString()) return hm;
+    const opts = { day: 'numeric', month: 'short' };
+    if (d.getFullYear() !== now.getFullYear()) opts.year = 'numeric';
+    return d.toLocaleDateString(undefined, opts) + ' ' + hm;
+  },
+
+  /** A DICOM person name as people write it: "Smith^John^Q" -> "Smith, John Q". */
+  personName: function (pn) {
+    if (!pn) return '';
+    const parts = String(pn).split('=')[0].split('^').map(function (p) { return p.trim(); });
+    const given = [parts[3], parts[1], parts[2], parts[4]].filter(Boolean).join(' ');
+    return parts[0] && given ? parts[0] + ', ' + given : parts[0] || given;
+  },
+
+  /** An identifier in words: "instances_accessed" -> "Instances accessed". */
+  words: function (name) {
+    const text = String(name || '').replace(/_/g, ' ').replace(/\b2fa\b/g, 'second factor');
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  },
+
   /** Shows text in a message element, or hides it when text is empty. */
   say: function (node, text) {
     if (typeof node === 'string') node = UI.byId(node);

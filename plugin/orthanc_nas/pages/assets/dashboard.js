@@ -58,7 +58,7 @@
   }
   /** Horizontal bars; rows: {label, value, text, of?}: with "of", a track shows the whole the value is part of. */
   function hbars(boxId, id, rows, label) {
-    const W = 480, ROW = 28, LABEL = 96, TEXT = 120, BAR = W - LABEL - TEXT;
+    const W = 520, ROW = 28, LABEL = 150, TEXT = 110, BAR = W - LABEL - TEXT;
     const max = Math.max(1, ...rows.map(function (r) { return r.of !== undefined ? r.of : r.value; }));
     const node = chart(boxId, id, W, Math.max(1, rows.length) * ROW + 4, label);
     if (!rows.length) { node.appendChild(svg('text', { class: 'axis', x: 0, y: 18 }, 'No data yet.')); return; }
@@ -105,12 +105,27 @@
       }
     });
   }
-  function uploads(list, whose) {
-    const days = lastDays(list, 30);
+  const SOURCES = { dicom: 'from modalities (DICOM)', upload: 'uploaded', stow: 'sent by DICOMweb (STOW)', other: 'made in Orthanc' };
+  /** Everything received in 30 days: one column per day, the split by source under it. */
+  function received(perDay, byOrigin) {
+    const perDayTotal = {}, perSource = {};
+    (perDay || []).forEach(function (d) {
+      perDayTotal[d.day] = (perDayTotal[d.day] || 0) + d.instances;
+      perSource[d.source] = (perSource[d.source] || 0) + d.instances;
+    });
+    const days = lastDays(Object.keys(perDayTotal).map(function (day) { return { day: day, instances: perDayTotal[day] }; }), 30);
     const total = days.reduce(function (sum, d) { return sum + d.n; }, 0);
-    columns('chart-uploads-box', 'chart-uploads', days, whose + ' uploaded ' + total + ' images in the last 30 days');
-    $('chart-uploads-box').appendChild(UI.el('p', { className: 'muted small' }, num(total) + ' images in 30 days.'));
+    columns('chart-uploads-box', 'chart-uploads', days, total + ' images received in the last 30 days');
+    const split = Object.keys(perSource).map(function (k) { return num(perSource[k]) + ' ' + (SOURCES[k] || k); });
+    $('chart-uploads-box').appendChild(UI.el('p', { className: 'muted small', id: 'received-total' },
+      num(total) + ' images received in 30 days' + (split.length ? ': ' + split.join(', ') + '.' : '.')));
     $('uploads-card').hidden = false;
+    hbars('chart-origins-box', 'chart-origins', (byOrigin || []).slice(0, 12).map(function (o) {
+      const who = o.source === 'dicom' ? 'AE ' + o.origin : o.source === 'other' ? 'Orthanc' : o.origin + ' (' + o.source + ')';
+      return { label: who, value: o.instances, text: num(o.instances) };
+    }), 'Images received per source, 30 days');
+    $('origins-card').hidden = false;
+    return total;
   }
 
   // ---- views ------------------------------------------------------------------------------
@@ -122,6 +137,7 @@
       ['stat-studies', 'Studies', num(o.studies)],
       ['stat-series', 'Series', num(o.series)],
       ['stat-instances', 'Images (instances)', num(o.instances)],
+      ['stat-received-30d', 'Images received, 30 days', num(sumOf(s.received_per_day)), 'modalities, uploads and STOW'],
       ['stat-disk', 'Storage used by Orthanc', bytes(Number(o.disk_bytes))],
       ['stat-logins-24h', 'Sign-ins, 24 h', num(l.logins_24h), num(l.logins_7d) + ' in 7 days'],
       ['stat-active-24h', 'Active users, 24 h', num(l.active_users_24h), num(l.active_users_7d) + ' in 7 days'],
@@ -132,7 +148,7 @@
       ['stat-nas-free', 'NAS: free space', typeof nas.free_bytes === 'number' ? bytes(nas.free_bytes) : '—',
         nas.total_bytes ? 'of ' + bytes(nas.total_bytes) : nas.last_error ? 'last error: ' + nas.last_error : '']
     ]);
-    uploads(s.uploads_per_day, 'Everyone');
+    received(s.received_per_day, s.received_by_origin);
     const modalities = s.modalities || {};
     hbars('chart-modalities-box', 'chart-modalities', Object.keys(modalities).map(function (m) {
       return { label: m, value: modalities[m], text: num(modalities[m]) };
@@ -147,17 +163,20 @@
     $('tf-card').hidden = false;
   }
 
+  function sumOf(list) { return (list || []).reduce(function (sum, d) { return sum + d.instances; }, 0); }
+
   function showMine(s) {
-    const l = s.logins || {}, sh = s.shares || {}, all = s.studies === null || s.studies === undefined;
-    $('dash-scope').textContent = 'Your own figures.';
+    const l = s.logins || {}, sh = s.shares || {};
+    $('dash-scope').textContent = 'Your own figures, and what the clinic received.';
     stats([
-      ['stat-studies', 'Studies you can see', all ? 'all' : num(s.studies), all ? 'your role sees every study' : ''],
-      ['stat-uploaded', 'Images you uploaded', num(s.uploaded_instances)],
+      ['stat-studies', 'Studies you can see', num(s.studies), num(s.own_studies) + ' yours or given to you'],
+      ['stat-received-30d', 'Images received, 30 days', num(sumOf(s.received_per_day)), 'by the whole clinic'],
+      ['stat-uploaded', 'Images you brought', num(s.uploaded_instances)],
       ['stat-logins-7d', 'Your sign-ins, 7 days', num(l.logins_7d), num(l.logins_24h) + ' in 24 h'],
       ['stat-shares-active', 'Your active share links', num(sh.active), num(sh.created) + ' created in all'],
       ['stat-shares-opened', 'Openings of your links', num(sh.opened)]
     ]);
-    uploads(s.uploads_per_day, 'You');
+    received(s.received_per_day, s.received_by_origin);
     $('modalities-card').hidden = true;
     $('tf-card').hidden = true;
   }

@@ -1,6 +1,7 @@
 /* Orthanc NAS: added by Orthanc to Orthanc Explorer (/plugins/explorer.js).
  * Sends the browser to the sign-in page when the session is gone, to the account page when
- * the PIN must be changed or TOTP enrolled, and adds "Account" and "Log out" to every header.
+ * the PIN must be changed or TOTP enrolled, and adds the way back to the plugin's pages (Images,
+ * Dashboard, NAS mirror for admins, Account) and "Log out" to every header.
  * Written for old browsers' sake in ES5; never throws; works without jQuery (checks only). */
 (function () {
   'use strict';
@@ -46,8 +47,12 @@
       .then(leave, leave);
   }
 
+  var isAdmin = false;
   try {
-    checkSession(null);
+    checkSession(function (profile) {
+      isAdmin = profile.user.role === 'admin';
+      if (isAdmin && window.jQuery) window.jQuery('.onas-nas').show();
+    });
   } catch (ignored) { /* never break Orthanc Explorer */ }
 
   var $ = window.jQuery;
@@ -76,6 +81,13 @@
   function decorateHeader(header) {
     var $header = $(header);
     if (!$header.children('.onas-bar').length) {
+      var links = [['/ui/images', 'onas-images', 'Images'], ['/ui/dashboard', 'onas-dashboard', 'Dashboard'],
+        ['/ui/nas', 'onas-nas', 'NAS mirror']].map(function (l) {
+        var link = $('<a rel="external" data-ajax="false"></a>').attr('href', l[0]).addClass(l[1])
+          .text(l[2]).css(linkCss);
+        if (l[1] === 'onas-nas' && !isAdmin) link.hide();
+        return link;
+      });
       var account = $('<a href="/ui/account" class="onas-account" rel="external" data-ajax="false"></a>')
         .text('Account').css(linkCss);
       var out = $('<button type="button" class="onas-logout" data-role="none"></button>')
@@ -83,7 +95,7 @@
       $('<div class="onas-bar"></div>').css({
         textAlign: 'right', height: '20px', padding: '3px 12px 0', boxSizing: 'border-box',
         fontSize: '12px', lineHeight: '16px', fontWeight: 'normal', textShadow: 'none'
-      }).append(account, out).prependTo($header);
+      }).append(links[0], links[1], links[2], account, out).prependTo($header);
     }
     // The header's own buttons are positioned absolutely at its top: move them below the bar.
     $header.children('.ui-btn-left, .ui-btn-right').css('top', 'calc(.4em + 20px)');

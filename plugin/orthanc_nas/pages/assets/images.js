@@ -79,6 +79,7 @@
       if (value) q[name] = value;
     });
     q.sort = $('f-sort').value || '-date';
+    if ($('f-mine').checked) q.mine = true;
     return q;
   }
   async function search(at) {
@@ -94,12 +95,12 @@
     const items = answer.items || [], total = answer.total || 0;
     const body = $('results').tBodies[0];
     body.textContent = '';
-    if (!items.length) empty(body, COLS, 'No study matches.');
+    if (!items.length) empty(body, COLS, emptyReason());
     items.forEach(function (s) {
       const row = body.insertRow();
       row.dataset.studyId = s.id;
       const name = UI.el('div', {});
-      name.appendChild(UI.el('strong', {}, s.PatientName || '(no name)'));
+      name.appendChild(UI.el('strong', {}, UI.personName(s.PatientName) || '(no name)'));
       if (s.PatientID) name.appendChild(UI.el('div', { className: 'muted small' }, s.PatientID));
       const who = UI.el('div', { className: 'with-thumb' });
       who.appendChild(thumbnail(s));
@@ -136,6 +137,18 @@
       alt: '', loading: 'lazy', width: '64', height: '64' }));
     img.addEventListener('error', function () { img.hidden = true; });
     return link;
+  }
+
+  /** Why the list is empty, and what would fill it. */
+  function emptyReason() {
+    const filters = Object.keys(query).filter(function (k) { return k !== 'sort' && k !== 'mine'; });
+    if (filters.length) return 'No study matches these filters: try part of a name, or clear the filters.';
+    if (query.mine) {
+      return 'No study of yours yet: you own what you upload and what a modality you own sends, ' +
+        'and others can give you theirs. Clear "Only mine" to see every study.';
+    }
+    return 'No study in Orthanc yet: images arrive from modalities (an admin adds them under ' +
+      'Administration, DICOM modalities) or from Orthanc Explorer\'s Upload page.';
   }
 
   // ---- details ----------------------------------------------------------------------------
@@ -177,7 +190,7 @@
     box.dataset.resource = d.id;
     box.appendChild(UI.el('h3', {}, 'Study'));
     const facts = box.appendChild(UI.el('dl', { className: 'facts' }));
-    [['Patient', [patient.PatientName, patient.PatientID].filter(Boolean).join(' — ')],
+    [['Patient', [UI.personName(patient.PatientName), patient.PatientID].filter(Boolean).join(' — ')],
       ['Birth date, sex', [date(patient.PatientBirthDate), patient.PatientSex || '—'].join(', ')],
       ['Study', [date(study.StudyDate), study.StudyDescription].filter(Boolean).join(' — ')],
       ['Study instance UID', study.StudyInstanceUID], ['Uploaded by', (d.uploaded_by || []).join(', ')],
