@@ -15,7 +15,8 @@ users at once (``Sizes.users`` sessions, each logged in with TOTP, rotated reque
 query string each time, and a rotation over the fixture's distinct instance URIs (as a viewer
 asks them).
 
-    scripts/bench [--pairs N] [--smoke] [--out FILE] [--read-seconds S] [--keep]
+    scripts/bench [--pairs N] [--smoke] [--out FILE] [--read-seconds S] [--keep] [--only 1,10]
+                  [--allow-threads]
 """
 
 from __future__ import annotations
@@ -401,8 +402,9 @@ def wrk(url: str, seconds: int, cookie: str | None, script: Path | None = None) 
 
 class Bench:
     def __init__(self, sizes: Sizes, pairs: int, root: Path,
-                 only: frozenset[int] | None = None) -> None:
+                 only: frozenset[int] | None = None, allow_threads: bool = False) -> None:
         self.sizes = sizes
+        self.allow_threads = allow_threads
         self.pairs = pairs
         self.root = root
         self.only = only
@@ -443,8 +445,12 @@ class Bench:
             nas = self.samba.nas_config()
             # Production clock: the harness's test clock stats a file at each now().
             no_test_clock = {"ORTHANC_NAS_TEST_CLOCK_FILE": ""}
-            self.plugin_server = OrthancServer(self.root / "plugin", {
-                "DicomModalities": MODALITIES, "OrthancNAS": {"nas": nas}}, env=no_test_clock)
+            overrides: dict[str, Any] = {"DicomModalities": MODALITIES,
+                                         "OrthancNAS": {"nas": nas}}
+            if self.allow_threads:  # Python plugin 4.3+: the GIL released during SDK calls
+                overrides["Python"] = {"AllowThreads": True}
+            self.plugin_server = OrthancServer(self.root / "plugin", overrides,
+                                               env=no_test_clock)
             self.vanilla_server = VanillaServer(self.root / "vanilla")
             self.vanilla_server.start()
             self.plugin_server.start()
@@ -972,6 +978,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON file of the raw figures")
     parser.add_argument("--read-seconds", type=int, default=None, help="wrk -d (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--allow-threads", action="store_true", help="the plugin side with "
+                        '"Python": {"AllowThreads": true} (plugin 4.3+; ignored by 4.0)')
     parser.add_argument("--only", default=None, help="figure numbers to measure, e.g. 1,5 "
                         "(development; the README's table comes from a full run)")
     args = parser.parse_args(argv)
@@ -991,7 +999,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Orthanc NAS bench: {pairs} pair(s), work in {root}", flush=True)
     only = frozenset(int(n) for n in args.only.split(",")) if args.only else None
     info["only"] = sorted(only) if only else None
-    bench = Bench(sizes, pairs, root, only)
+    info["allow_threads"] = args.allow_threads
+    bench = Bench(sizes, pairs, root, only, args.allow_threads)
     ok = False
     try:
         print("[setup] data, Samba, vanilla and plugin Orthanc, logins", flush=True)
