@@ -10,9 +10,13 @@ Figures: 1 C-STORE ingest with the mirror draining, 2 ingest with the NAS down, 
 reads (wrk), 4 reads while a mirror backlog drains, 5 drain MB/s vs smbclient's mput, 6 end to
 end vs ingest + smbclient, 7 login vs one bare bcrypt check, 8 RSS after a large ingest (both
 Orthancs restarted first, so that the pairs' heap history does not dominate), 9 reads by many
-users at once (``Sizes.users`` sessions, each logged in with TOTP, rotated request by request).
+users at once (``Sizes.users`` sessions, each logged in with TOTP, rotated request by request),
+10 reads the gate cannot answer from one remembered URI: ``GET /studies/<id>`` with a random
+query string each time, and a rotation over the fixture's distinct instance URIs (as a viewer
+asks them).
 
-    scripts/bench [--pairs N] [--smoke] [--out FILE] [--read-seconds S] [--keep]
+    scripts/bench [--pairs N] [--smoke] [--out FILE] [--read-seconds S] [--keep] [--only 1,10]
+                  [--allow-threads]
 """
 
 from __future__ import annotations
@@ -106,6 +110,20 @@ function request()
   return requests[i]
 end
 """
+# wrk: figure 10, the same study with a new query string each time (a viewer's arguments).
+ARGS_LUA = """request = function()
+  return wrk.format("GET", wrk.path .. "?n=" .. math.random(1e9))
+end
+"""
+# wrk: figure 10, distinct instance URIs in turn.
+PATHS_LUA = """local paths = {%s}
+local i = 0
+request = function()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i])
+end
+"""
+INSTANCE_SUFFIXES = ("", "/simplified-tags", "/metadata", "/header")
 
 
 # ---- the figures ------------------------------------------------------------------------------
@@ -161,6 +179,16 @@ def figures(sizes: Sizes) -> list[Figure]:
                "ms", "delta", "<=", 1.0),
         Figure("many_users_from_memory", 9, "  of which allowed from the gate's memory", "%",
                "delta", ">=", 90.0, plugin_only=True),
+        Figure("reads_args", 10, "GET /studies/<id>?n=<random>", "req/s", "ratio", ">=", 0.70),
+        Figure("reads_args_p99", 10, "GET /studies/<id>?n=<random> p99", "ms", "delta", "<=",
+               1.0),
+        Figure("reads_args_from_memory", 10, "  of which allowed from the gate's memory", "%",
+               "delta", "", plugin_only=True),
+        Figure("reads_paths", 10, f"GET {len(INSTANCE_SUFFIXES)} URIs of each of "
+               f"{sizes.read_fixture} instances in turn", "req/s", "ratio", ">=", 0.70),
+        Figure("reads_paths_p99", 10, "  distinct instance URIs p99", "ms", "delta", "<=", 1.0),
+        Figure("reads_paths_from_memory", 10, "  of which allowed from the gate's memory", "%",
+               "delta", "", plugin_only=True),
     ]
 
 
@@ -388,8 +416,9 @@ def wrk(url: str, seconds: int, cookie: str | None, script: Path | None = None) 
 
 class Bench:
     def __init__(self, sizes: Sizes, pairs: int, root: Path,
-                 only: frozenset[int] | None = None) -> None:
+                 only: frozenset[int] | None = None, allow_threads: bool = False) -> None:
         self.sizes = sizes
+        self.allow_threads = allow_threads
         self.pairs = pairs
         self.root = root
         self.only = only
@@ -437,8 +466,12 @@ class Bench:
             # figures' resets empty the share behind the mirror's back).
             nas = {**nas, "retry_base_seconds": 5, "retry_max_seconds": 300,
                    "scrub_mb_per_second": 0}
-            self.plugin_server = OrthancServer(self.root / "plugin", {
-                "DicomModalities": MODALITIES, "OrthancNAS": {"nas": nas}}, env=no_test_clock)
+            overrides: dict[str, Any] = {"DicomModalities": MODALITIES,
+                                         "OrthancNAS": {"nas": nas}}
+            if self.allow_threads:  # Python plugin 4.3+: the GIL released during SDK calls
+                overrides["Python"] = {"AllowThreads": True}
+            self.plugin_server = OrthancServer(self.root / "plugin", overrides,
+                                               env=no_test_clock)
             self.vanilla_server = VanillaServer(self.root / "vanilla")
             self.vanilla_server.start()
             self.plugin_server.start()
@@ -817,6 +850,33 @@ class Bench:
         self.results.add("reads_many_users_p99", "plugin", r["p99_ms"], pair)
         self.results.add("many_users_from_memory", "plugin", share, pair, **delta)
 
+    def fig10_distinct_reads(self, pair: int) -> None:
+        """Reads the gate cannot answer from one remembered URI: arguments that differ each
+        time, and many distinct paths."""
+        d = self.sizes.read_seconds
+        study = f"/studies/{self.study_id}"
+        args = self.root / "args.lua"
+        args.write_text(ARGS_LUA)
+        instances = self.vanilla.get(f"{study}/instances")
+        paths = self.root / "paths.lua"
+        paths.write_text(PATHS_LUA % ", ".join(
+            json.dumps(f"/instances/{i['ID']}{suffix}") for i in instances
+            for suffix in INSTANCE_SUFFIXES))
+        for key, script in (("reads_args", args), ("reads_paths", paths)):
+            r = wrk(self.vanilla.server.url + study, d, None, script)
+            self.results.add(key, "vanilla", r["rps"], pair, p50_ms=r["p50_ms"])
+            self.results.add(f"{key}_p99", "vanilla", r["p99_ms"], pair)
+            before = self.gate_stats()
+            r = wrk(self.plugin.server.url + study, d, self.plugin.cookie, script)
+            after = self.gate_stats()
+            delta = {k: after[k] - before[k] for k in after}
+            delta["asked"] -= 1  # the second gate_stats() call itself
+            total = delta["allowed_from_memory"] + delta["asked"]
+            self.results.add(key, "plugin", r["rps"], pair, p50_ms=r["p50_ms"])
+            self.results.add(f"{key}_p99", "plugin", r["p99_ms"], pair)
+            self.results.add(f"{key}_from_memory", "plugin",
+                             100.0 * delta["allowed_from_memory"] / max(total, 1), pair, **delta)
+
     def fig4_reads_while_draining(self, pair: int) -> None:
         d = self.sizes.read_seconds
         path = f"/studies/{self.study_id}"
@@ -919,6 +979,7 @@ class Bench:
             ("4 reads while the mirror drains", self.fig4_reads_while_draining),
             ("7 login", self.fig7_login),
             ("9 reads by many users at once", self.fig9_many_users),
+            ("10 reads of distinct paths and arguments", self.fig10_distinct_reads),
         ]
         self.extra["foreign"] = []
         for pair in range(1, self.pairs + 1):
@@ -1015,6 +1076,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON file of the raw figures")
     parser.add_argument("--read-seconds", type=int, default=None, help="wrk -d (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--allow-threads", action="store_true", help="the plugin side with "
+                        '"Python": {"AllowThreads": true} (plugin 4.3+; ignored by 4.0)')
     parser.add_argument("--only", default=None, help="figure numbers to measure, e.g. 1,5 "
                         "(development; docs/benchmark.md's table comes from a full run)")
     args = parser.parse_args(argv)
@@ -1034,7 +1097,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Orthanc NAS bench: {pairs} pair(s), work in {root}", flush=True)
     only = frozenset(int(n) for n in args.only.split(",")) if args.only else None
     info["only"] = sorted(only) if only else None
-    bench = Bench(sizes, pairs, root, only)
+    info["allow_threads"] = args.allow_threads
+    bench = Bench(sizes, pairs, root, only, args.allow_threads)
     ok = False
     try:
         print("[setup] data, Samba, vanilla and plugin Orthanc, logins", flush=True)

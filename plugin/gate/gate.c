@@ -3,11 +3,17 @@
  *
  * Every decision is made by the Python plugin (orthanc_nas.app.App.decide), which attaches a
  * callback here at start. The gate only remembers the GET requests Python allowed and said may
- * be remembered: the exact (URI, credential) pair, until the expiry Python gave (at most 30 s,
+ * be remembered: the (URI, credential) pair, until the expiry Python gave (at most 30 s,
  * never beyond the session's own limits) and until Python clears the memory (after any write to
  * the plugin's database that may change who may do what). A remembered request is allowed
  * without entering Python: on Python plugin 4.0 entering the interpreter costs more than
  * Orthanc's own answer to such a request.
+ *
+ * Orthanc passes the URI without its query string (the GET arguments come separately), so the
+ * key never holds arguments. A request with arguments is allowed from memory only if Python
+ * set ANY_ARGUMENTS when it remembered that URI: its decision looked at the path alone (a
+ * viewer's `?n=...`, DICOMweb's `?includefield=...`). Without the flag, a request with
+ * arguments always enters Python and is never remembered.
  *
  * Fails closed: before Python attached, or if the callback fails, the request is denied.
  * Nothing is remembered for a request whose credential is ambiguous (two session cookies, a
@@ -27,6 +33,7 @@
 #define KEY_MAX 1024           /* longer URI + credential: never remembered */
 #define TTL_MAX_MS 30000
 #define SESSION_COOKIE "onas_session="
+#define ANY_ARGUMENTS 0x40000000 /* in Python's answer: the decision holds for any arguments */
 
 typedef int32_t (*Decide)(int32_t method, const char *uri, const char *ip,
                           uint32_t headersCount, const char *const *headersKeys,
@@ -35,6 +42,7 @@ typedef int32_t (*Decide)(int32_t method, const char *uri, const char *ip,
 
 typedef struct {
   uint32_t length;             /* 0: empty */
+  int anyArguments;            /* Python's decision held for any GET arguments */
   uint64_t generation;
   double expires;              /* seconds, on the clock of now() */
   char key[KEY_MAX];
@@ -126,7 +134,7 @@ static int32_t filter(OrthancPluginHttpMethod method, const char *uri, const cha
                       const char *const *getKeys, const char *const *getValues) {
   char key[KEY_MAX];
   uint32_t length = 0;
-  if (method == OrthancPluginHttpMethod_Get && getCount == 0) {
+  if (method == OrthancPluginHttpMethod_Get) {
     char kind = 0;
     size_t n = 0;
     const char *cred = credential(headersCount, headersKeys, headersValues, &kind, &n);
@@ -139,7 +147,8 @@ static int32_t filter(OrthancPluginHttpMethod method, const char *uri, const cha
     pthread_mutex_lock(&mutex_);
     const Slot *slot = &slots_[hash(key, length)];
     if (slot->length == length && slot->generation == generation_ &&
-        memcmp(slot->key, key, length) == 0 && now() < slot->expires) {
+        memcmp(slot->key, key, length) == 0 && (getCount == 0 || slot->anyArguments) &&
+        now() < slot->expires) {
       hit = 1;
       remembered_++;
     }
@@ -162,13 +171,19 @@ static int32_t filter(OrthancPluginHttpMethod method, const char *uri, const cha
   if (answer <= 0) {
     return 0;
   }
-  if (answer >= 2 && length > 0) {
+  int anyArguments = (answer & ANY_ARGUMENTS) != 0;
+  answer &= ~ANY_ARGUMENTS;
+  if (answer <= 0) {
+    return 0;                  /* the flag alone is no decision */
+  }
+  if (answer >= 2 && length > 0 && (getCount == 0 || anyArguments)) {
     int32_t ttl = answer - 1 > TTL_MAX_MS ? TTL_MAX_MS : answer - 1;
     pthread_mutex_lock(&mutex_);
     if (generation == generation_) { /* nothing was cleared while Python decided */
       Slot *slot = &slots_[hash(key, length)];
       memcpy(slot->key, key, length);
       slot->length = length;
+      slot->anyArguments = anyArguments;
       slot->generation = generation;
       slot->expires = now() + ttl / 1000.0;
     }

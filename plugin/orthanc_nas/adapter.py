@@ -19,7 +19,7 @@ from . import jsonbound
 from .answer import answer
 from .app import ROUTE_PATTERNS, App, create_app
 from .dicom_move import MoveDriver, MoveService
-from .gate import Gate
+from .gate import ANY_ARGUMENTS, Gate
 from .orthanc_api import OrthancApi, OrthancError
 from .web import Request, Response, routed_path
 
@@ -77,16 +77,20 @@ class _Log:
 def _decide(method_code: int, uri: str, ip: str, headers: dict[str, str],
             get: dict[str, str]) -> int:
     """The filter's decision: 0 denies, 1 allows, n >= 2 allows and lets the gate remember
-    the request for n - 1 ms. Any error denies."""
+    the request for n - 1 ms (with Gate.ANY_ARGUMENTS: whatever its arguments). Any error
+    denies."""
     try:
         method = _METHODS.get(method_code, "")
         _last_filtered[threading.get_ident()] = (routed_path(uri), method, ip)
         if _app is None or not method:
             return 0
-        allowed, remember = _app.decide(Request(method, uri, headers, get, b"", ip))
+        allowed, remember, any_arguments = _app.decide(
+            Request(method, uri, headers, get, b"", ip))
         if not allowed:
             return 0
-        return 1 + int(remember * 1000) if remember > 0 else 1
+        if remember <= 0:
+            return 1
+        return (1 + int(remember * 1000)) | (ANY_ARGUMENTS if any_arguments else 0)
     except Exception as exc:  # fail closed
         orthanc.LogError(f"OrthancNAS: authorization filter failed, denying {uri}: "
                          f"{type(exc).__name__}")

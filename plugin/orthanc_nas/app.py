@@ -18,13 +18,13 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import config
 from .accounts import AccountError, Accounts
 from .api import ROUTES, native, transfers
 from .audit import HEAD_FILE, Audit
-from .audit.access import AccessRecorder
+from .audit.access import AccessRecorder, reads_query
 from .audit.forwarder import forwarder_from_config
 from .auth.backend import AuthBackend
 from .auth.lockout import Lockout, Throttle
@@ -76,6 +76,15 @@ ROUTE_PATTERNS = ("/", "/api/(.*)", "/ui/(.*)", "/s/(.*)", *transfers.ROUTE_PATT
 PLUGIN_ROUTES = re.compile("|".join(f"(?:{p})" for p in ROUTE_PATTERNS))
 REMEMBER_MAX = 30.0  # seconds a decision may be remembered by the gate, at most
 COUNTERS_SECONDS = 5.0  # how often the received counters reach the database
+
+
+
+class Decision(NamedTuple):
+    """What the filter answers the gate (see App.decide)."""
+
+    allowed: bool
+    remember: float  # seconds the gate may allow the same path and credential again
+    any_arguments: bool = False  # ...whatever the GET arguments
 
 ADMIN_PIN_ENV = "ORTHANC_NAS_ADMIN_PIN"
 TEST_CLOCK_ENV = "ORTHANC_NAS_TEST_CLOCK_FILE"
@@ -180,25 +189,28 @@ class App:
 
     # ---- entry points used by the adapter -------------------------------------------------
 
-    def decide(self, request: Request) -> tuple[bool, float]:
-        """The filter's decision, and for how many seconds the same request (URI and
-        credential) may be allowed again without asking (0: ask every time)."""
+    def decide(self, request: Request) -> Decision:
+        """The filter's decision, for how many seconds the same request (path and credential)
+        may be allowed again without asking (0: ask every time), and whether that holds for
+        any GET arguments (the decision and the access audit looked at the path alone)."""
         request = self._from_client(request)
         allowed, principal = self.backend.decide(request)
         if not allowed:
             self.uploads.refused()
-            return False, 0.0
+            return Decision(False, 0.0)
         self.uploads.allowed(request, principal)
         if principal is None:
-            return True, 0.0
+            return Decision(True, 0.0)
         scope = (f"s:{principal.session_hash[:16]}" if principal.session_hash
                  else f"t:{principal.token_id}:{int(self.clock.now() // 86400)}")
         self.access.observe(scope, principal.name, request.ip, request.method, request.path,
                             request.query)
-        if (request.method != "GET" or request.query or principal.restricted
+        any_arguments = not reads_query(request.path)
+        if (request.method != "GET" or (request.query and not any_arguments)
+                or principal.restricted
                 or PLUGIN_ROUTES.fullmatch(request.path)):  # the plugin's own routes need the
-            return True, 0.0  # filter's view of each request (client IP)
-        return True, min(self.backend.remaining(request), REMEMBER_MAX)
+            return Decision(True, 0.0)  # filter's view of each request (client IP)
+        return Decision(True, min(self.backend.remaining(request), REMEMBER_MAX), any_arguments)
 
     def _from_client(self, request: Request) -> Request:
         """The request with the path Orthanc routes (``routed_path``), and the client's address

@@ -18,6 +18,7 @@ _STRINGS = ctypes.POINTER(ctypes.c_char_p)
 DECIDE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32, ctypes.c_char_p, ctypes.c_char_p,
                           ctypes.c_uint32, _STRINGS, _STRINGS, ctypes.c_uint32, _STRINGS,
                           _STRINGS)
+ANY_ARGUMENTS = 0x40000000  # in decide's answer: remembered for any GET arguments (gate.c)
 Decide = Callable[[int, str, str, dict[str, str], dict[str, str]], int]
 
 
@@ -56,7 +57,8 @@ class Gate:
 
     def attach(self, decide: Decide) -> None:
         """From now on the gate asks ``decide(method, uri, ip, headers, get)``: 0 denies,
-        1 allows, n >= 2 allows and remembers the request for n - 1 milliseconds."""
+        1 allows, n >= 2 allows and remembers the request for n - 1 milliseconds; with
+        ``ANY_ARGUMENTS`` set in n, also for the same path with other GET arguments."""
 
         def callback(method: int, uri: bytes | None, ip: bytes | None, headers_count: int,
                      header_keys: ctypes.Array[ctypes.c_char_p] | None,

@@ -320,3 +320,19 @@ def test_a_c_move_asked_by_a_modality_is_audited_per_study(
     failed = events(admin, "instances_sent", outcome="failure")
     assert [(r["actor"], r["study_uid"], r["details"]["modality"]) for r in failed] == [
         ("AE:STORESCU", study_uid, "NOWHERE")]
+
+
+def test_wado_reads_of_two_studies_are_both_audited(server: tuple[OrthancServer, Client],
+                                                     tmp_path: Path) -> None:
+    """WADO-URI names the study in its arguments: the gate's memory of one /wado read (the
+    path and credential) must not let a read of another study pass unaudited."""
+    orthanc, admin = server
+    first, first_uid = send_study(orthanc, tmp_path / "a", "AUD-W1")
+    second, second_uid = send_study(orthanc, tmp_path / "b", "AUD-W2")
+    viewer, _ = make_user(admin, "aud-wado", "viewer")
+    for uid in (first_uid, first_uid, second_uid):
+        r = viewer.get(f"/wado?requestType=WADO&studyUID={uid}&seriesUID=1&objectUID=1")
+        assert r.status_code != 403
+    for study_id in (first, second):
+        wait_until(lambda s=study_id: events(admin, "instances_accessed", user="aud-wado",
+                                             target=s), 30, f"the row of {study_id}")

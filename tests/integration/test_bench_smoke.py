@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness import PLATFORM, REPO
 
-FIGURES = {1, 2, 3, 4, 5, 6, 7, 8, 9}
+FIGURES = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 
 
 def test_bench_smoke_records_every_figure(tmp_path: Path) -> None:

@@ -92,3 +92,35 @@ def test_others_being_active_does_not_make_the_gate_forget(orthanc: OrthancServe
     assert after["cleared"] == before["cleared"]
     touched = [o.get("/api/profile").json()["session"]["last_seen"] for o in others]
     assert all(t >= s + 30 for s, t in zip(seen, touched, strict=True))  # they were written
+
+
+def test_a_read_with_other_arguments_is_allowed_from_memory(orthanc: OrthancServer,
+                                                             admin: Client,
+                                                             reader: Client) -> None:
+    """A viewer sends arguments with most reads (DICOMweb's includefield, a cache buster):
+    the policy and the access audit look at the path only, so the gate reuses the decision.
+    This also shows that Orthanc hands the filter the URI without its query string."""
+    assert reader.get("/studies").status_code == 200
+    before = gate(admin)
+    for n in range(50):
+        assert reader.get(f"/studies?n={n}&expand").status_code == 200
+    after = gate(admin)
+    assert after["allowed_from_memory"] - before["allowed_from_memory"] >= 45
+    stranger = requests.get(orthanc.url + "/studies?n=1", timeout=10)
+    assert stranger.status_code == 403  # the memory is per credential, arguments or not
+
+
+def test_arguments_that_name_what_is_read_always_enter_python(orthanc: OrthancServer,
+                                                              admin: Client,
+                                                              reader: Client) -> None:
+    """WADO-URI names the study in its arguments and the access audit records that study: a
+    decision remembered for one study must not let reads of others pass unaudited."""
+    assert reader.get("/wado").status_code != 403
+    assert reader.get("/wado").status_code != 403  # no arguments: may be remembered
+    before = gate(admin)
+    for n in range(10):
+        r = reader.get(f"/wado?requestType=WADO&studyUID=1.2.{n}&seriesUID=1&objectUID=1")
+        assert r.status_code != 403
+    after = gate(admin)
+    assert after["asked"] - before["asked"] >= 10 + 1  # each of them, and the health call
+    assert after["allowed_from_memory"] == before["allowed_from_memory"]

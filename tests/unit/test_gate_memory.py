@@ -39,7 +39,7 @@ def watch(env: Env) -> list[int]:
 
 def remember(env: Env, client: Client, path: str = "/patients", **kwargs: Any) -> float:
     """Seconds the gate may remember this caller's read (0: not at all); it must be allowed."""
-    allowed, seconds = env.app.decide(client.request("GET", path, **kwargs))
+    allowed, seconds, _ = env.app.decide(client.request("GET", path, **kwargs))
     assert allowed
     return seconds
 
