@@ -78,8 +78,10 @@ def test_the_drill(samba: SambaServer, tmp_path: Path) -> None:
     admin.onboard(admin_acc, "Blue-Harbor-PIN-2024!")
     doctor, doctor_acc = make_user(admin, "drill-doctor", "user")
     assert admin_acc.totp_secret and doctor_acc.totp_secret
-    assert admin.put("/api/admin/ae-owners",
-                     {"ae_owners": {"STORESCU": "drill-doctor"}}).status_code == 200
+    # The modality and its owner are the plugin's state too (the admin screen): restored with it.
+    assert admin.put("/api/admin/modalities/storescu", {
+        "aet": "STORESCU", "host": "127.0.0.1", "port": 11112,
+        "owner": "drill-doctor"}).status_code == 200
     ct = write_series(tmp_path / "ct", 40, patient_id="DRILL-CT")
     mr = write_series(tmp_path / "mr", 20, patient_id="DRILL-MR", modality="MR")
     assert storescu(server, ct).returncode == 0
@@ -166,7 +168,8 @@ def test_the_drill(samba: SambaServer, tmp_path: Path) -> None:
             assert got.status_code == 404
         else:
             assert got.status_code == 200 and got.content == data, path
-    mine = doctor.get("/api/images", params={"patient_id": "DRILL-*"}).json()["items"]
+    mine = doctor.get("/api/images", params={"patient_id": "DRILL-*", "mine": "1"}).json()[
+        "items"]
     assert [i["PatientID"] for i in mine] == ["DRILL-CT"]  # ownership by AE title came back
     assert "drill" in doctor.get(f"/api/images/{study}").text
     assert admin.get("/api/admin/ae-owners").json()["ae_owners"] == {"STORESCU": "drill-doctor"}
