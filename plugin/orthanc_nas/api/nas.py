@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..auth.access import ADMIN_ONLY
 from ..mirror.service import NasConfigError
+from ..nas.connect import configured
 from ..nas.storage import OutsideRoot, clean_relative
 from ..routing import Call, route
 from ..web import (
@@ -66,8 +67,7 @@ def browse(svc: Services, call: Call) -> Response:
     except OutsideRoot as exc:
         raise ApiError(400, "path must stay inside the share root", field="path") from exc
     nas = svc.mirror.effective()
-    if not (nas["host"] and nas["share"] if nas["type"] == "smb" else nas["path"]):
-        # never the folder Orthanc runs in (an empty local path is the working directory)
+    if not configured(nas):
         raise ApiError(409, "the NAS is not configured: set its folder or SMB share in the "
                        "NAS settings first", configured=False)
     result = svc.mirror.run_cli(["browse", path], nas)

@@ -16,6 +16,7 @@ from typing import Any
 from ..audit import Audit
 from ..clock import Clock
 from ..db import Database
+from ..nas.connect import configured
 from ..settings import Settings
 from .runner import read_status
 
@@ -143,7 +144,7 @@ class BackupService:
 
     def _configured_nas(self) -> dict[str, Any]:
         nas = self._nas()
-        if not (nas["host"] and nas["share"] if nas["type"] == "smb" else nas["path"]):
+        if not configured(nas):
             raise BackupError(409, "the NAS is not configured: backups are written to it")
         return nas
 

@@ -11,6 +11,12 @@ from typing import Any
 from .storage import LocalStorage, Storage
 
 
+def configured(nas: dict[str, Any]) -> bool:
+    """Whether the settings name a place: an SMB host and share, or a folder (an empty local
+    path would be the folder Orthanc runs in, never meant)."""
+    return bool(nas["host"] and nas["share"] if nas["type"] == "smb" else nas["path"])
+
+
 def make_storage(nas: dict[str, Any]) -> Storage:
     if nas["type"] == "local":
         return LocalStorage(nas["path"], nas.get("local_roots") or [])
