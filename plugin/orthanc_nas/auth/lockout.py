@@ -109,10 +109,11 @@ class Lockout:
     def release(self, user_id: int, ip: str) -> None:
         """The reserved attempt succeeded part-way (PIN right, second factor still due)."""
         with self._db.transaction() as tx:
-            tx.execute("UPDATE login_failures SET failed_count = MAX(failed_count - 1, 0)"
-                       " WHERE user_id = ? AND source = ?", (user_id, source_of(ip)))
-            tx.execute("UPDATE users SET failed_count = MAX(failed_count - 1, 0) WHERE id = ?",
-                       (user_id,))
+            tx.execute("UPDATE login_failures SET failed_count = failed_count - 1"
+                       " WHERE user_id = ? AND source = ? AND failed_count > 0",
+                       (user_id, source_of(ip)))
+            tx.execute("UPDATE users SET failed_count = failed_count - 1 WHERE id = ?"
+                       " AND failed_count > 0", (user_id,))
 
     def failed(self, user_id: int, ip: str) -> Locked | None:
         """The reserved attempt failed; locks the account (ceiling reached) or the pair (its

@@ -143,9 +143,9 @@ class Outbox:
         added = 0
         with self._db.transaction(invalidates=False) as tx:
             for instance_id in instance_ids:
-                added += tx.execute("INSERT OR IGNORE INTO mirror_queue (instance_id, state,"
-                                    " source, enqueued_at) VALUES (?, 'pending', ?, ?)",
-                                    (instance_id, source, now))
+                added += tx.execute("INSERT INTO mirror_queue (instance_id, state, source,"
+                                    " enqueued_at) VALUES (?, 'pending', ?, ?)"
+                                    " ON CONFLICT DO NOTHING", (instance_id, source, now))
         return added
 
     def retry(self, instance_ids: list[str] | None) -> int:
