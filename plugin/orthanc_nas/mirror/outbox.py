@@ -107,7 +107,8 @@ class Outbox:
                 tx.execute(
                     "INSERT INTO mirror_queue (instance_id, state, source, spool, size,"
                     " enqueued_at) VALUES (?, 'pending', 'store', ?, ?, ?)"
-                    " ON CONFLICT(instance_id) DO UPDATE SET gen = gen + 1, op = 'put',"
+                    " ON CONFLICT(instance_id) DO UPDATE SET gen = mirror_queue.gen + 1,"
+                    " op = 'put',"
                     " state = 'pending', source = 'store', spool = excluded.spool,"
                     " size = excluded.size, attempts = 0, next_attempt_at = 0,"
                     " last_error = NULL, enqueued_at = excluded.enqueued_at",
