@@ -309,3 +309,9 @@ MIGRATIONS[10] = [
     "ALTER TABLE users ADD COLUMN locked_out INTEGER NOT NULL DEFAULT 0",
     "UPDATE users SET failed_count = 0",
 ]
+MIGRATIONS[11] = [
+    # Replicas sharing one queue (PostgreSQL): a worker claims what it copies, for a while;
+    # a claim it does not finish (the replica died) expires and another worker takes it.
+    "ALTER TABLE mirror_queue ADD COLUMN claimed_by TEXT",
+    "ALTER TABLE mirror_queue ADD COLUMN claimed_until REAL NOT NULL DEFAULT 0",
+]
