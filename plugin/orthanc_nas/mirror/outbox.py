@@ -170,7 +170,7 @@ class Outbox:
         now = self._clock.now()
         skip_locked = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
         with self._db.transaction(invalidates=False) as tx:
-            rows = tx.all("SELECT * FROM mirror_queue WHERE state = 'pending'"
+            rows = tx.all("SELECT * FROM mirror_queue WHERE state = 'pending'"  # noqa: S608
                           " AND next_attempt_at <= ? AND (claimed_until <= ? OR claimed_by = ?)"
                           " ORDER BY enqueued_at LIMIT ?" + skip_locked,
                           (now, now, self.claimant, limit))
