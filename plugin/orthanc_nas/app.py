@@ -36,7 +36,7 @@ from .auth.tokens import Tokens
 from .auth.users import Users
 from .backup.service import BackupService
 from .clock import Clock, OffsetClock, SystemClock
-from .db import Database, open_database
+from .db import PG_DSN_ENV, Database, location_of, open_database
 from .housekeeping import Housekeeping
 from .images.catalog import Catalog
 from .images.dashboard import Dashboard
@@ -320,10 +320,10 @@ class App:
         if refused:
             self.log.error("OrthancNAS: Orthanc refused the saved DICOM modalities "
                            f"{', '.join(refused)}: they cannot send until corrected")
+        key_path = self.data_dir / KEY_FILE
+        self.mirror.start(orthanc_url, orthanc_token, location_of(self.db), str(key_path))
         db_path = getattr(self.db, "path", None)
-        if db_path is not None:
-            key_path = self.data_dir / KEY_FILE
-            self.mirror.start(orthanc_url, orthanc_token, str(db_path), str(key_path))
+        if db_path is not None:  # PostgreSQL is backed up with its own tools (docs/scaling.md)
             self.backup.db_path, self.backup.key_path = Path(db_path), key_path
             threading.Thread(target=self.backup.run_schedule, args=(self._stop,),
                              name="orthanc-nas-backup", daemon=True).start()
@@ -383,7 +383,7 @@ def create_app(orthanc_config: dict[str, Any], env: dict[str, str], log: Log,
         raise config.ConfigError(f"{config.SECTION}.visibility", strict_refusal(orthanc))
     data_dir = Path(cfg.get("data_dir")).resolve()
     db_path = Path(cfg.get("database.path") or data_dir / "orthanc-nas.sqlite")
-    db = open_database(cfg.get("database.backend"), db_path)
+    db = open_database(cfg.get("database.backend"), db_path, dsn=env.get(PG_DSN_ENV, ""))
     keys = KeyRing(load_or_create_key(data_dir / KEY_FILE))
     clock: Clock = SystemClock()
     if env.get(TEST_CLOCK_ENV):

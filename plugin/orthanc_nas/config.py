@@ -188,8 +188,10 @@ SCHEMA: Schema = {
                            "[::1] and this machine's host name are always allowed.",
                            _host_names),
     "database": {
-        "backend": Field(str, "sqlite", "Storage backend of the plugin's own state.",
-                         _one_of("sqlite")),
+        "backend": Field(str, "sqlite", "Storage backend of the plugin's own state: sqlite "
+                         "(one server), or postgresql (replicas sharing it; connection from "
+                         "ORTHANC_NAS_PG_DSN or libpq's PG* variables, docs/scaling.md).",
+                         _one_of("sqlite", "postgresql")),
         "path": Field(str, "", "SQLite file; empty means <data_dir>/orthanc-nas.sqlite."),
     },
     "auth": {

@@ -1,8 +1,9 @@
-"""The plugin's own state store: a small SQL interface and its SQLite implementation.
+"""The plugin's own state store: a small SQL interface, on SQLite (default) or PostgreSQL.
 
-Repositories (users, sessions, audit, ...) speak plain SQL with ``?`` placeholders through
-``Database``; a PostgreSQL backend only has to implement the same few methods and translate
-placeholders. Migrations are versioned and applied at start.
+Repositories (users, sessions, audit, ...) speak portable SQL with ``?`` placeholders through
+``Database`` (upserts with ``ON CONFLICT``, no SQLite-only functions; ``dialect`` for the rare
+fragment that differs). Migrations are versioned and applied at start, the same on both; the
+PostgreSQL backend (several Orthanc replicas sharing one state) lives in ``db_postgres``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,21 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from .schema import MIGRATIONS
+from .schema import MIGRATIONS, for_dialect
 
-Row = sqlite3.Row
 Params = Sequence[Any]
+
+
+class Row(Protocol):
+    """A result row: by column name or position (``sqlite3.Row`` and its PostgreSQL twin)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class DatabaseError(RuntimeError):
@@ -37,6 +49,8 @@ class Transaction(Protocol):
 
 
 class Database(Protocol):
+    dialect: str
+    """``sqlite`` or ``postgresql``: for the few SQL fragments that differ."""
     generation: int
     """Bumped by every committed write that may change who is allowed what."""
     on_invalidate: list[Callable[[], None]]
@@ -46,7 +60,9 @@ class Database(Protocol):
         """A ``Transaction`` committed on success, rolled back on error (writer lock).
         ``invalidates=False`` only for writes that can change neither what the filter decides
         nor a cached caller (users, sessions begun or ended, tokens, settings all invalidate):
-        activity marks such as ``last_seen``, logs, queues, counters read afresh each time."""
+        activity marks such as ``last_seen``, logs, queues, counters read afresh each time.
+        Write transactions are serialized (one writer at a time, across replicas too), so a
+        read followed by a write in one transaction is atomic."""
 
     def one(self, sql: str, params: Params = ()) -> Row | None: ...
 
@@ -55,6 +71,8 @@ class Database(Protocol):
     def ping(self) -> None: ...
 
     def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class _SqliteTransaction:
@@ -79,6 +97,8 @@ class _SqliteTransaction:
 
 class SqliteDatabase:
     """SQLite in WAL mode, one connection per OS thread, foreign keys on."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -138,6 +158,11 @@ class SqliteDatabase:
         row = self.one("SELECT MAX(version) AS v FROM schema_version")
         return int(row["v"]) if row and row["v"] is not None else 0
 
+    def close(self) -> None:
+        for conn in list(self._conns.values()):
+            conn.close()
+        self._conns.clear()
+
     def _migrate(self) -> None:
         conn = self._conn()
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
@@ -149,7 +174,7 @@ class SqliteDatabase:
         for version in sorted(v for v in MIGRATIONS if v > current):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in MIGRATIONS[version]:
+                for statement in for_dialect(MIGRATIONS[version], self.dialect):
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version VALUES (?, datetime('now'))", (version,))
             except BaseException:
@@ -158,8 +183,32 @@ class SqliteDatabase:
             conn.execute("COMMIT")
 
 
-def open_database(backend: str, path: Path) -> Database:
-    """Opens (and migrates) the configured backend."""
-    if backend != "sqlite":
-        raise DatabaseError(f"unsupported database backend {backend!r}")
-    return SqliteDatabase(path)
+PG_DSN_ENV = "ORTHANC_NAS_PG_DSN"  # libpq connection string (else libpq's PG* variables)
+POSTGRES_LOCATION = "postgresql:"  # where a child process (the mirror worker) finds the state
+
+
+def location_of(db: Database) -> str:
+    """What ``open_location`` opens again in another process: SQLite's file, or PostgreSQL
+    through the same environment."""
+    path = getattr(db, "path", None)
+    return str(path) if path is not None else POSTGRES_LOCATION
+
+
+def open_location(location: str, env: dict[str, str], *, listen: bool = True) -> Database:
+    if location == POSTGRES_LOCATION:
+        return open_database("postgresql", Path(), dsn=env.get(PG_DSN_ENV, ""), listen=listen)
+    return open_database("sqlite", Path(location))
+
+
+def open_database(backend: str, path: Path, *, dsn: str = "", listen: bool = True) -> Database:
+    """Opens (and migrates) the configured backend. ``path`` is SQLite's file; ``dsn`` a
+    libpq connection string for PostgreSQL (empty: libpq's PG* environment variables);
+    ``listen`` whether to hear other replicas' invalidations (processes that cache nothing
+    need not)."""
+    if backend == "sqlite":
+        return SqliteDatabase(path)
+    if backend == "postgresql":
+        from .db_postgres import PostgresDatabase  # psycopg only where it is used
+
+        return PostgresDatabase(dsn, listen=listen)
+    raise DatabaseError(f"unsupported database backend {backend!r}")

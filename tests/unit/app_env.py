@@ -17,7 +17,7 @@ from orthanc_nas import app as app_module
 from orthanc_nas import config
 from orthanc_nas.app import ADMIN_PIN_ENV, App
 from orthanc_nas.clock import ManualClock
-from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.db import Database, SqliteDatabase
 from orthanc_nas.keys import KeyRing, load_or_create_key
 from orthanc_nas.web import Request, Response
 
@@ -51,9 +51,9 @@ class Env:
     log: FakeLog
 
 
-def build(tmp_path: Path, **sections: dict[str, Any]) -> Env:
+def build(tmp_path: Path, db: Database | None = None, **sections: dict[str, Any]) -> Env:
     cfg = config.load(base_config(tmp_path, **sections))
-    db = SqliteDatabase(tmp_path / "x.sqlite")
+    db = db or SqliteDatabase(tmp_path / "x.sqlite")
     keys = KeyRing(load_or_create_key(tmp_path / "x.key"))
     clock = ManualClock()
     log = FakeLog()

@@ -3,7 +3,6 @@ per AE burst, or per deletion; resolved in the background against a fake Orthanc
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,9 @@ from orthanc_nas.audit import Audit, AuditQuery
 from orthanc_nas.audit import access as access_module
 from orthanc_nas.audit.access import AccessRecorder, classify
 from orthanc_nas.clock import ManualClock
-from orthanc_nas.db import SqliteDatabase
 from orthanc_nas.orthanc_api import orthanc_patient_id, orthanc_study_id
+
+from .conftest import MakeDb
 
 STUDY = orthanc_study_id("PAT-9", "1.2.3")
 PATIENT = orthanc_patient_id("PAT-9")
@@ -37,9 +37,9 @@ def fake_orthanc() -> FakeOrthanc:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> tuple[AccessRecorder, Audit, FakeOrthanc, ManualClock, list[str]]:
+def env(make_db: MakeDb) -> tuple[AccessRecorder, Audit, FakeOrthanc, ManualClock, list[str]]:
     clock = ManualClock()
-    db = SqliteDatabase(tmp_path / "a.sqlite")
+    db = make_db()
     audit = Audit(db, clock, b"k" * 32)
     orthanc = fake_orthanc()
     errors: list[str] = []

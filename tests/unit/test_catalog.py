@@ -7,14 +7,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fakes import FakeOrthanc
 from orthanc_nas.clock import ManualClock
-from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.db import Database
 from orthanc_nas.images import catalog as catalog_module
 from orthanc_nas.images.catalog import (
     Catalog,
@@ -24,6 +23,8 @@ from orthanc_nas.images.catalog import (
     valid_tag,
 )
 from orthanc_nas.orthanc_api import orthanc_study_id
+
+from .conftest import MakeDb
 
 SERIES_A = "5e51e5a0-00000000-00000000-00000000-0000000a"
 INSTANCE_A = "1a57a0ce-00000000-00000000-00000000-0000000a"
@@ -51,7 +52,7 @@ def catalog_orthanc(studies: list[dict[str, Any]], resources: dict[str, Any]) ->
 
 @dataclass
 class Env:
-    db: SqliteDatabase
+    db: Database
     clock: ManualClock
     orthanc: FakeOrthanc
     catalog: Catalog
@@ -72,15 +73,15 @@ class Env:
         return [r["id"] for r in rows]
 
 
-def add_user(db: SqliteDatabase, name: str, role: str) -> int:
+def add_user(db: Database, name: str, role: str) -> int:
     with db.transaction() as tx:
         return tx.insert("INSERT INTO users (username, role, pin_hash, created_at)"
                          " VALUES (?, ?, 'x', 0)", (name, role))
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    db = SqliteDatabase(tmp_path / "db.sqlite")
+def env(make_db: MakeDb) -> Env:
+    db = make_db()
     clock = ManualClock()
     resources = {f"/studies/{s['ID']}": s for s in (A, B, C)}
     resources[f"/series/{SERIES_A}"] = {"ID": SERIES_A, "ParentStudy": A["ID"]}

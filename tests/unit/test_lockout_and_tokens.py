@@ -16,7 +16,7 @@ from orthanc_nas.auth import cli
 from orthanc_nas.auth.lockout import source_of
 from orthanc_nas.auth.service import INVALID_LOGIN
 from orthanc_nas.clock import ManualClock
-from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.db import Database, SqliteDatabase
 from orthanc_nas.keys import KEY_FILE, KeyRing, load_or_create_key
 
 from .app_env import (
@@ -34,17 +34,18 @@ from .app_env import (
     log_in,
     make_user,
 )
+from .conftest import MakeDb
 
 DAY = 86400.0
 ATTACKER = "203.0.113.66"
 HOME = "198.51.100.7"
 
 
-def build(tmp_path: Path, **sections: dict[str, Any]) -> Env:
+def build(tmp_path: Path, db: Database | None = None, **sections: dict[str, Any]) -> Env:
     """An app whose database and key file have their real names in ``tmp_path`` (the data
     directory the command line works on)."""
     cfg = config.load(base_config(tmp_path, **sections))
-    db = SqliteDatabase(tmp_path / cli.DATABASE_FILE)
+    db = db or SqliteDatabase(tmp_path / cli.DATABASE_FILE)
     keys = KeyRing(load_or_create_key(tmp_path / KEY_FILE))
     clock, log = ManualClock(), FakeLog()
     app = App(cfg, db, keys, clock, log, fake_orthanc())
@@ -53,8 +54,8 @@ def build(tmp_path: Path, **sections: dict[str, Any]) -> Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return build(tmp_path)
+def env(tmp_path: Path, make_db: MakeDb) -> Env:
+    return build(tmp_path, make_db())
 
 
 def users_by_name(admin: Client) -> dict[str, dict[str, Any]]:
@@ -138,8 +139,9 @@ def test_failures_spread_over_more_than_the_window_do_not_add_up(tmp_path: Path)
     log_in(env, alice, Client(env.app, ip=HOME))
 
 
-def test_the_command_line_unlocks_the_last_admin(env: Env, tmp_path: Path,
+def test_the_command_line_unlocks_the_last_admin(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    env = build(tmp_path)  # the command line works on SQLite's file in the data directory
     _, admin = admin_ready(env)
     for i in range(20):
         for _ in range(5):

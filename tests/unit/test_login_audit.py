@@ -10,10 +10,11 @@ import json
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pyotp
 import pytest
 
-from orthanc_nas.db import SqliteDatabase
+from harness import wait_until
 
 from .app_env import (
     ADMIN_NEW_PIN,
@@ -30,11 +31,12 @@ from .app_env import (
     make_user,
     wrong_code,
 )
+from .conftest import MakeDb
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return build(tmp_path)
+def env(tmp_path: Path, make_db: MakeDb) -> Env:
+    return build(tmp_path, make_db())
 
 
 # ---- audit --------------------------------------------------------------------------------
@@ -92,23 +94,26 @@ def test_audit_is_append_only(env: Env) -> None:
     Client(env.app).login("admin", WRONG_PIN)
     before = audit_rows(env.app)
     assert before
-    with (pytest.raises(sqlite3.DatabaseError, match="append-only"),
-          env.app.db.transaction() as tx):
+    refused = (sqlite3.DatabaseError, psycopg.Error)
+    with pytest.raises(refused, match="append-only"), env.app.db.transaction() as tx:
         tx.execute("UPDATE audit SET outcome = 'success'")
-    with (pytest.raises(sqlite3.DatabaseError, match="append-only"),
-          env.app.db.transaction() as tx):
+    with pytest.raises(refused, match="append-only"), env.app.db.transaction() as tx:
         tx.execute("DELETE FROM audit")
     assert audit_rows(env.app) == before
 
 
-def test_the_principal_cache_never_outlives_a_change_or_an_expiry(env: Env) -> None:
+def test_the_principal_cache_never_outlives_a_change_or_an_expiry(env: Env,
+                                                                  make_db: MakeDb) -> None:
     """decide() answers from memory, but a write here, or the clock, decides at once."""
     admin, _ = admin_ready(env)
     assert admin.allowed("GET", "/patients")
     assert admin.allowed("GET", "/patients")  # served from the cache
-    other = SqliteDatabase(env.app.db.path)  # a write this process cannot see (a replica)...
+    other = make_db()  # the same database as another process (a replica) opens it
     with other.transaction() as tx:
         tx.execute("UPDATE users SET enabled = 0")
-    assert admin.allowed("GET", "/patients")
+    if env.app.db.dialect == "postgresql":  # told at once (NOTIFY): refused within a second
+        wait_until(lambda: not admin.allowed("GET", "/patients"), 1.0, "the change heard")
+        return
+    assert admin.allowed("GET", "/patients")  # SQLite: a write this process cannot see...
     env.clock.advance(31)  # ...is seen at the latest after the re-read interval
     assert not admin.allowed("GET", "/patients")

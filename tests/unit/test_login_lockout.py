@@ -24,11 +24,12 @@ from .app_env import (
     make_user,
     wrong_code,
 )
+from .conftest import MakeDb
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return build(tmp_path)
+def env(tmp_path: Path, make_db: MakeDb) -> Env:
+    return build(tmp_path, make_db())
 
 
 # ---- lockout ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from dicom_factory import ct_instance
 from orthanc_nas import config
 from orthanc_nas.audit import FAILURE, Audit
 from orthanc_nas.clock import ManualClock
-from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.db import Database, SqliteDatabase
 from orthanc_nas.mirror import scrub as scrub_module
 from orthanc_nas.mirror import worker
 from orthanc_nas.mirror.outbox import Outbox
@@ -37,6 +37,8 @@ from orthanc_nas.nas.storage import (
     StorageError,
     TargetExists,
 )
+
+from .conftest import MakeDb
 
 BASE = 10  # retry_base_seconds
 CAP = 100  # retry_max_seconds
@@ -180,7 +182,7 @@ def nas_settings(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 @dataclass
 class Env:
-    db: SqliteDatabase
+    db: Database
     clock: ManualClock
     outbox: Outbox
     storage: Any
@@ -210,8 +212,8 @@ class Env:
 
 
 def make_env(tmp_path: Path, storage: Any = None, source: Any = None,
-             rand: float = 0.5, **nas: Any) -> Env:
-    db = SqliteDatabase(tmp_path / "db.sqlite")
+             rand: float = 0.5, db: Database | None = None, **nas: Any) -> Env:
+    db = db or SqliteDatabase(tmp_path / "db.sqlite")
     clock = ManualClock()
     outbox = Outbox(db, tmp_path / "spool", clock)
     storage = FakeStorage() if storage is None else storage
@@ -222,8 +224,8 @@ def make_env(tmp_path: Path, storage: Any = None, source: Any = None,
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return make_env(tmp_path)
+def env(tmp_path: Path, make_db: MakeDb) -> Env:
+    return make_env(tmp_path, db=make_db())
 
 
 # ---- the happy path --------------------------------------------------------------------------

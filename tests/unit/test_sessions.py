@@ -23,11 +23,12 @@ from .app_env import (
     log_in,
     make_user,
 )
+from .conftest import MakeDb
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return build(tmp_path)
+def env(tmp_path: Path, make_db: MakeDb) -> Env:
+    return build(tmp_path, make_db())
 
 
 # ---- session lifetime ---------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from orthanc_nas.audit import Audit
 from orthanc_nas.auth.pins import PinHasher
 from orthanc_nas.clock import ManualClock
-from orthanc_nas.db import SqliteDatabase
+from orthanc_nas.db import Database
 from orthanc_nas.images.shares import (
     TOKEN_LENGTH,
     Share,
@@ -25,6 +24,8 @@ from orthanc_nas.images.shares import (
 )
 from orthanc_nas.keys import KeyRing
 
+from .conftest import MakeDb
+
 HOUR = 3600.0
 VIEW_SECONDS = 600.0
 PIN_MAX = 3
@@ -34,7 +35,7 @@ PIN = "Harbor-7341"
 
 @dataclass
 class Env:
-    db: SqliteDatabase
+    db: Database
     clock: ManualClock
     keys: KeyRing
     shares: Shares
@@ -58,15 +59,15 @@ class Env:
         return share
 
 
-def add_user(db: SqliteDatabase, name: str) -> int:
+def add_user(db: Database, name: str) -> int:
     with db.transaction() as tx:
         return tx.insert("INSERT INTO users (username, role, pin_hash, created_at)"
                          " VALUES (?, 'user', 'x', 0)", (name,))
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    db = SqliteDatabase(tmp_path / "db.sqlite")
+def env(make_db: MakeDb) -> Env:
+    db = make_db()
     clock = ManualClock()
     keys = KeyRing(b"k" * 32)
     shares = Shares(db, keys, clock, Audit(db, clock, b"k" * 32), PinHasher(4),
@@ -75,8 +76,11 @@ def env(tmp_path: Path) -> Env:
     return Env(db, clock, keys, shares, add_user(db, "alice"), add_user(db, "bob"))
 
 
-def every_value(db: SqliteDatabase) -> list[str]:
-    tables = [r["name"] for r in db.all("SELECT name FROM sqlite_master WHERE type = 'table'")]
+def every_value(db: Database) -> list[str]:
+    tables = [r["name"] for r in db.all(
+        "SELECT name FROM sqlite_master WHERE type = 'table'" if db.dialect == "sqlite" else
+        "SELECT table_name AS name FROM information_schema.tables"
+        " WHERE table_schema = 'public'")]
     out = []
     for table in tables:
         for row in db.all(f"SELECT * FROM {table}"):

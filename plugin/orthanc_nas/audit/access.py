@@ -169,7 +169,8 @@ class AccessRecorder:
 
     def _record_once(self, item: Observation, study: Study) -> None:
         with self._db.transaction(invalidates=False) as tx:
-            fresh = tx.execute("INSERT OR IGNORE INTO audit_access_seen VALUES (?, ?, ?, ?)",
+            fresh = tx.execute("INSERT INTO audit_access_seen VALUES (?, ?, ?, ?)"
+                               " ON CONFLICT DO NOTHING",
                                (item.scope, study.study_id, item.kind, item.at))
             if fresh:
                 self._audit.record(EVENTS[item.kind], actor=item.actor, ip=item.ip, tx=tx,
@@ -182,7 +183,9 @@ class AccessRecorder:
         with self._db.transaction(invalidates=False) as tx:
             last = tx.one("SELECT seen_at FROM audit_access_seen WHERE scope = ? AND"
                           " resource = ? AND kind = 'import'", (scope, study.study_id))
-            tx.execute("INSERT OR REPLACE INTO audit_access_seen VALUES (?, ?, 'import', ?)",
+            tx.execute("INSERT INTO audit_access_seen VALUES (?, ?, 'import', ?)"
+                       " ON CONFLICT(scope, resource, kind)"
+                       " DO UPDATE SET seen_at = excluded.seen_at",
                        (scope, study.study_id, item.at))
             if last is not None and item.at - last["seen_at"] < IMPORT_WINDOW:
                 return

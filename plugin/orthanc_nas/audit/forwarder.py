@@ -102,8 +102,9 @@ class Forwarder:
             last_id = rows[-1]["id"]
             now = self._clock.now()
             with self._db.transaction(invalidates=False) as tx:
-                tx.execute("INSERT OR REPLACE INTO audit_forward VALUES (1, ?, ?)",
-                           (last_id, now))
+                tx.execute("INSERT INTO audit_forward VALUES (1, ?, ?) ON CONFLICT(id)"
+                           " DO UPDATE SET last_id = excluded.last_id,"
+                           " updated_at = excluded.updated_at", (last_id, now))
             self.last_success_at = now
             if self.failing:
                 self.failing = False

@@ -228,7 +228,9 @@ class Audit:
                        (first_kept["id"],))
             removed = tx.execute("DELETE FROM audit WHERE id < ?", (first_kept["id"],))
             tx.execute("UPDATE audit_prune_gate SET below = 0 WHERE id = 1")
-            tx.execute("INSERT OR REPLACE INTO audit_anchor VALUES (1, ?, ?, ?)",
+            tx.execute("INSERT INTO audit_anchor VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE"
+                       " SET first_id = excluded.first_id, prev_mac = excluded.prev_mac,"
+                       " pruned_at = excluded.pruned_at",
                        (first_kept["id"], last_gone["mac"], self._clock.now()))
             self._append(tx, "audit_pruned", actor, "", SUCCESS, "", "", "",
                          {"removed": removed, "first_kept": first_kept["id"],

@@ -96,7 +96,8 @@ class Lockout:
             tx.execute(
                 "INSERT INTO login_failures (user_id, source, failed_count, locked_until,"
                 " last_failure_at) VALUES (?, ?, 1, 0, ?) ON CONFLICT(user_id, source)"
-                " DO UPDATE SET failed_count = failed_count + 1, last_failure_at = ?",
+                " DO UPDATE SET failed_count = login_failures.failed_count + 1,"
+                " last_failure_at = ?",
                 (user_id, source, now, now))
             if now - user["failures_since"] >= self.account_window:  # a new window
                 tx.execute("UPDATE users SET failed_count = 1, failures_since = ? WHERE id = ?",
@@ -109,10 +110,11 @@ class Lockout:
     def release(self, user_id: int, ip: str) -> None:
         """The reserved attempt succeeded part-way (PIN right, second factor still due)."""
         with self._db.transaction() as tx:
-            tx.execute("UPDATE login_failures SET failed_count = MAX(failed_count - 1, 0)"
-                       " WHERE user_id = ? AND source = ?", (user_id, source_of(ip)))
-            tx.execute("UPDATE users SET failed_count = MAX(failed_count - 1, 0) WHERE id = ?",
-                       (user_id,))
+            tx.execute("UPDATE login_failures SET failed_count = failed_count - 1"
+                       " WHERE user_id = ? AND source = ? AND failed_count > 0",
+                       (user_id, source_of(ip)))
+            tx.execute("UPDATE users SET failed_count = failed_count - 1 WHERE id = ?"
+                       " AND failed_count > 0", (user_id,))
 
     def failed(self, user_id: int, ip: str) -> Locked | None:
         """The reserved attempt failed; locks the account (ceiling reached) or the pair (its
@@ -183,6 +185,7 @@ class Throttle:
             tx.execute(
                 "INSERT INTO throttle (key, window_start, count) VALUES (?, ?, 1)"
                 " ON CONFLICT(key) DO UPDATE SET"
-                " count = CASE WHEN ? - window_start >= ? THEN 1 ELSE count + 1 END,"
-                " window_start = CASE WHEN ? - window_start >= ? THEN ? ELSE window_start END",
+                " count = CASE WHEN ? - throttle.window_start >= ? THEN 1"
+                " ELSE throttle.count + 1 END, window_start = CASE WHEN"
+                " ? - throttle.window_start >= ? THEN ? ELSE throttle.window_start END",
                 (key, now, now, self.window, now, self.window, now))

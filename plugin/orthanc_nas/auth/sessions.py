@@ -55,10 +55,10 @@ class Sessions:
         ended = tx.execute("DELETE FROM sessions WHERE user_id = ? AND pending = ?",
                            (user_id, int(pending)))
         ttl = self.pending_ttl if pending else self.absolute
-        tx.insert("INSERT INTO sessions (id_hash, user_id, pending, created_at, last_seen,"
-                  " expires_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (self.hash(raw), user_id, int(pending), now, now, now + ttl, ip,
-                   user_agent[:200]))
+        tx.execute("INSERT INTO sessions (id_hash, user_id, pending, created_at, last_seen,"
+                   " expires_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (self.hash(raw), user_id, int(pending), now, now, now + ttl, ip,
+                    user_agent[:200]))
         return raw, ended
 
     def lookup(self, raw: str | None, *, pending: bool) -> Session | None:

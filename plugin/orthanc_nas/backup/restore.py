@@ -347,7 +347,8 @@ class Importer:
                 "INSERT INTO mirror_queue (instance_id, state, source, size, sha256,"
                 " remote_path, patient_id, study_uid, series_uid, enqueued_at, done_at)"
                 " VALUES (?, 'done', 'restore', ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(instance_id) DO UPDATE SET gen = gen + 1, op = 'put',"
+                " ON CONFLICT(instance_id) DO UPDATE SET gen = mirror_queue.gen + 1,"
+                " op = 'put',"
                 " state = 'done', source = 'restore', spool = NULL, size = excluded.size,"
                 " sha256 = excluded.sha256, remote_path = excluded.remote_path, attempts = 0,"
                 " last_error = NULL, done_at = excluded.done_at",

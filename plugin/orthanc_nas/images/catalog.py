@@ -126,8 +126,8 @@ class Catalog:
         # Which studies one sees is checked by the plugin's routes at each request, never by
         # the filter: nothing remembered depends on it.
         with self._db.transaction(invalidates=False) as tx:
-            tx.execute("INSERT OR IGNORE INTO study_assignments VALUES (?, ?, ?, ?)",
-                       (study_id, user_id, by, self._clock.now()))
+            tx.execute("INSERT INTO study_assignments VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT DO NOTHING", (study_id, user_id, by, self._clock.now()))
 
     def visible_studies(self, who: Viewer) -> set[str] | None:
         """None means every study."""
@@ -256,7 +256,9 @@ class Catalog:
         keep = ("ID", "MainDicomTags", "PatientMainDicomTags", "Series")
         with self._db.transaction(invalidates=False) as tx:
             for study in studies:
-                tx.execute("INSERT OR REPLACE INTO study_index VALUES (?, ?, ?)",
+                tx.execute("INSERT INTO study_index VALUES (?, ?, ?) ON CONFLICT(study_id)"
+                           " DO UPDATE SET summary = excluded.summary,"
+                           " updated_at = excluded.updated_at",
                            (study["ID"], json.dumps({k: study.get(k) for k in keep}), now))
 
     def names_of(self, study_ids: list[str]) -> dict[str, dict[str, str]]:
@@ -292,13 +294,16 @@ class Catalog:
             " WHERE u.username = ?", (username,))}
 
     def _upload_info(self, study_ids: list[str]) -> dict[str, dict[str, Any]]:
-        return {r["study_id"]: {"at": r["at"], "users": sorted(r["users"].split(","))
-                                if r["users"] else []}
-                for r in self._rows_in(
-                    "SELECT o.study_id, MIN(o.created_at) AS at, GROUP_CONCAT(DISTINCT"
-                    " u.username) AS users FROM instance_owners o LEFT JOIN users u"
-                    " ON u.id = o.user_id WHERE o.study_id IN ({marks}) GROUP BY o.study_id",
-                    study_ids)}
+        out: dict[str, dict[str, Any]] = {}
+        for r in self._rows_in(
+                "SELECT o.study_id, MIN(o.created_at) AS at, u.username FROM instance_owners o"
+                " LEFT JOIN users u ON u.id = o.user_id WHERE o.study_id IN ({marks})"
+                " GROUP BY o.study_id, u.username", study_ids):
+            info = out.setdefault(r["study_id"], {"at": r["at"], "users": []})
+            info["at"] = min(info["at"], r["at"])
+            if r["username"]:
+                info["users"] = sorted([*info["users"], r["username"]])
+        return out
 
     @staticmethod
     def _summary(study: dict[str, Any], upload: dict[str, Any] | None) -> dict[str, Any]:
@@ -377,7 +382,7 @@ class Catalog:
 
     def add_tag(self, study_id: str, tag: str, by: str) -> bool:
         with self._db.transaction(invalidates=False) as tx:
-            return tx.execute("INSERT OR IGNORE INTO study_tags VALUES (?, ?, ?, ?)",
+            return tx.execute("INSERT INTO study_tags VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                               (study_id, tag, by, self._clock.now())) == 1
 
     def remove_tag(self, study_id: str, tag: str) -> bool:

@@ -42,7 +42,7 @@ class Received:
         with self._db.transaction(invalidates=False) as tx:
             for (day, source, origin), n in counts.items():
                 tx.execute("INSERT INTO received_daily VALUES (?, ?, ?, ?) ON CONFLICT(day,"
-                           " source, origin) DO UPDATE SET instances = instances + ?",
+                           " source, origin) DO UPDATE SET instances = received_daily.instances + ?",
                            (day, source, origin, n, n))
 
     def _since(self, days: int) -> str:

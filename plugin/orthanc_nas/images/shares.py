@@ -251,7 +251,7 @@ class Shares:
         with self._db.transaction() as tx:
             changed = tx.execute(
                 "UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
-                " AND (? IS NULL OR created_by = ?)",
+                " AND (CAST(? AS BIGINT) IS NULL OR created_by = ?)",
                 (self._clock.now(), share_id, user_id, user_id))
             if changed:
                 self._audit.record("share_revoked", actor=actor, ip=ip, tx=tx, share=share_id)

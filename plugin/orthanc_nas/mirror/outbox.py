@@ -22,6 +22,7 @@ from ..db import Database, Row, Transaction
 
 PENDING, DONE, FAILED, CANCELLED = "pending", "done", "failed", "cancelled"
 ORPHAN_AGE = 600.0  # seconds
+CLAIM_SECONDS = 120.0  # how long a worker's claim on what it copies lasts unless finished
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,13 @@ class Item:
 
 
 class Outbox:
-    def __init__(self, db: Database, spool_dir: Path, clock: Clock) -> None:
+    def __init__(self, db: Database, spool_dir: Path, clock: Clock,
+                 claim_seconds: float = CLAIM_SECONDS) -> None:
         self._db = db
         self.spool_dir = spool_dir
         self._clock = clock
+        self.claimant = secrets.token_hex(8)  # this worker, among the replicas' workers
+        self.claim_seconds = claim_seconds
         spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # patient data
 
     # ---- written by the plugin ------------------------------------------------------------
@@ -107,7 +111,8 @@ class Outbox:
                 tx.execute(
                     "INSERT INTO mirror_queue (instance_id, state, source, spool, size,"
                     " enqueued_at) VALUES (?, 'pending', 'store', ?, ?, ?)"
-                    " ON CONFLICT(instance_id) DO UPDATE SET gen = gen + 1, op = 'put',"
+                    " ON CONFLICT(instance_id) DO UPDATE SET gen = mirror_queue.gen + 1,"
+                    " op = 'put',"
                     " state = 'pending', source = 'store', spool = excluded.spool,"
                     " size = excluded.size, attempts = 0, next_attempt_at = 0,"
                     " last_error = NULL, enqueued_at = excluded.enqueued_at",
@@ -143,9 +148,9 @@ class Outbox:
         added = 0
         with self._db.transaction(invalidates=False) as tx:
             for instance_id in instance_ids:
-                added += tx.execute("INSERT OR IGNORE INTO mirror_queue (instance_id, state,"
-                                    " source, enqueued_at) VALUES (?, 'pending', ?, ?)",
-                                    (instance_id, source, now))
+                added += tx.execute("INSERT INTO mirror_queue (instance_id, state, source,"
+                                    " enqueued_at) VALUES (?, 'pending', ?, ?)"
+                                    " ON CONFLICT DO NOTHING", (instance_id, source, now))
         return added
 
     def retry(self, instance_ids: list[str] | None) -> int:
@@ -160,14 +165,25 @@ class Outbox:
     # ---- used by the worker -----------------------------------------------------------------
 
     def due(self, limit: int) -> list[Item]:
-        rows = self._db.all("SELECT * FROM mirror_queue WHERE state = 'pending'"
-                            " AND next_attempt_at <= ? ORDER BY enqueued_at LIMIT ?",
-                            (self._clock.now(), limit))
+        """Claims up to ``limit`` items that are due and no other worker holds (replicas
+        share the queue): each is copied by one worker; an unfinished claim expires."""
+        now = self._clock.now()
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
+        with self._db.transaction(invalidates=False) as tx:
+            rows = tx.all("SELECT * FROM mirror_queue WHERE state = 'pending'"  # noqa: S608
+                          " AND next_attempt_at <= ? AND (claimed_until <= ? OR claimed_by = ?)"
+                          " ORDER BY enqueued_at LIMIT ?" + skip_locked,
+                          (now, now, self.claimant, limit))
+            for r in rows:
+                tx.execute("UPDATE mirror_queue SET claimed_by = ?, claimed_until = ?"
+                           " WHERE instance_id = ?",
+                           (self.claimant, now + self.claim_seconds, r["instance_id"]))
         return [Item.from_row(r) for r in rows]
 
     def next_due_in(self) -> float | None:
-        row = self._db.one("SELECT MIN(next_attempt_at) AS t FROM mirror_queue"
-                           " WHERE state = 'pending'")
+        row = self._db.one("SELECT MIN(CASE WHEN claimed_until > next_attempt_at AND"
+                           " claimed_by IS NOT ? THEN claimed_until ELSE next_attempt_at END)"
+                           " AS t FROM mirror_queue WHERE state = 'pending'", (self.claimant,))
         if row is None or row["t"] is None:
             return None
         return max(0.0, float(row["t"]) - self._clock.now())
@@ -185,7 +201,8 @@ class Outbox:
         Where its copy went is recorded either way: that file is this instance's to replace
         or delete, whichever generation is queued now."""
         with self._db.transaction(invalidates=False) as tx:
-            tx.execute("UPDATE mirror_queue SET remote_path = ? WHERE instance_id = ?",
+            tx.execute("UPDATE mirror_queue SET remote_path = ?, claimed_by = NULL,"
+                       " claimed_until = 0 WHERE instance_id = ?",
                        (remote_path, item.instance_id))
             changed = tx.execute(
                 "UPDATE mirror_queue SET state = 'done', done_at = ?, last_error = NULL,"
@@ -258,7 +275,8 @@ class Outbox:
         state = FAILED if retry_in is None else PENDING
         with self._db.transaction(invalidates=False) as tx:
             tx.execute("UPDATE mirror_queue SET state = ?, attempts = attempts + 1,"
-                       " next_attempt_at = ?, last_error = ? WHERE instance_id = ? AND gen = ?",
+                       " next_attempt_at = ?, last_error = ?, claimed_by = NULL,"
+                       " claimed_until = 0 WHERE instance_id = ? AND gen = ?",
                        (state, self._clock.now() + (retry_in or 0), error[:500],
                         item.instance_id, item.gen))
 
@@ -306,8 +324,9 @@ class Outbox:
 
         oldest = by_state[PENDING]["oldest"] if PENDING in by_state else None
         scrub = self._db.one(
-            "SELECT COALESCE(SUM(verified_at >= done_at), 0) AS verified,"
-            " COALESCE(SUM(verified_at IS NULL OR verified_at < done_at), 0) AS unverified,"
+            "SELECT COALESCE(SUM(CASE WHEN verified_at >= done_at THEN 1 ELSE 0 END), 0)"
+            " AS verified, COALESCE(SUM(CASE WHEN verified_at IS NULL OR verified_at < done_at"
+            " THEN 1 ELSE 0 END), 0) AS unverified,"
             " MIN(CASE WHEN verified_at IS NULL OR verified_at < done_at THEN done_at END)"
             " AS oldest FROM mirror_queue WHERE state = 'done' AND op = 'put'")
         assert scrub is not None

@@ -24,7 +24,9 @@ class MirrorSamples:
             return False
         self._last = now
         with self._db.transaction(invalidates=False) as tx:
-            tx.execute("INSERT OR REPLACE INTO mirror_samples VALUES (?, ?, ?, ?)",
+            tx.execute("INSERT INTO mirror_samples VALUES (?, ?, ?, ?) ON CONFLICT(ts) DO UPDATE"
+                       " SET pending = excluded.pending, failed = excluded.failed,"
+                       " throughput_bps = excluded.throughput_bps",
                        (now, int(status.get("pending", 0)), int(status.get("failed", 0)),
                         float(status.get("throughput_bytes_per_second") or 0.0)))
             tx.execute("DELETE FROM mirror_samples WHERE ts < ?", (now - KEEP,))

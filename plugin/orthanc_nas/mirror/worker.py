@@ -37,7 +37,7 @@ import pydicom
 
 from ..audit import FAILURE, Audit
 from ..clock import Clock, SystemClock
-from ..db import Database, open_database
+from ..db import Database, open_location
 from ..keys import KeyRing, load_or_create_key
 from ..nas import layout
 from ..nas.connect import make_storage, target_of
@@ -347,9 +347,14 @@ class Mirror:
     def write_state(self) -> None:
         total, free = self.space or (None, None)
         with self.db.transaction(invalidates=False) as tx:
-            tx.execute("INSERT OR REPLACE INTO nas_state (id, connected, last_error,"
-                       " last_error_at, total_bytes, free_bytes, throughput_bps, worker_pid,"
-                       " updated_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            tx.execute("INSERT INTO nas_state (id, connected, last_error, last_error_at,"
+                       " total_bytes, free_bytes, throughput_bps, worker_pid, updated_at)"
+                       " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                       " connected = excluded.connected, last_error = excluded.last_error,"
+                       " last_error_at = excluded.last_error_at,"
+                       " total_bytes = excluded.total_bytes, free_bytes = excluded.free_bytes,"
+                       " throughput_bps = excluded.throughput_bps,"
+                       " worker_pid = excluded.worker_pid, updated_at = excluded.updated_at",
                        (int(self.connected), self.last_error, self.last_error_at, total, free,
                         self.throughput(), os.getpid(), self.clock.now()))
 
@@ -385,7 +390,7 @@ class Mirror:
 
 
 def build(boot: dict[str, Any], clock: Clock) -> Mirror:
-    db = open_database("sqlite", Path(boot["db"]))
+    db = open_location(boot["db"], dict(os.environ), listen=False)
     outbox = Outbox(db, Path(boot["spool"]), clock)
     source = OrthancSource(boot["orthanc_url"], boot["orthanc_token"])
     audit_key = KeyRing(load_or_create_key(Path(boot["key"]))).key("audit-chain")
