@@ -41,8 +41,9 @@ class Received:
             return
         with self._db.transaction(invalidates=False) as tx:
             for (day, source, origin), n in counts.items():
-                tx.execute("INSERT INTO received_daily VALUES (?, ?, ?, ?) ON CONFLICT(day,"
-                           " source, origin) DO UPDATE SET instances = received_daily.instances + ?",
+                tx.execute("INSERT INTO received_daily VALUES (?, ?, ?, ?)"
+                           " ON CONFLICT(day, source, origin)"
+                           " DO UPDATE SET instances = received_daily.instances + ?",
                            (day, source, origin, n, n))
 
     def _since(self, days: int) -> str:
