@@ -51,6 +51,16 @@ from .storage import (
     clean_relative,
 )
 
+
+def _create_for_writing(handle: Open) -> Any:
+    """The compound step that creates (or overwrites) a file to write, and read back."""
+    access = FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
+    return handle.create(ImpersonationLevel.Impersonation, access,
+                         FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
+                         CreateDisposition.FILE_OVERWRITE_IF,
+                         CreateOptions.FILE_NON_DIRECTORY_FILE, send=False)
+
+
 T = TypeVar("T")
 # Errors that say the NAS as a whole is unusable: the mirror waits instead of burning retries.
 _CONNECTION_ERRORS = (SMBConnectionClosed, SMBAuthenticationError, LogonFailure, BadNetworkName,
@@ -131,14 +141,8 @@ class SmbStorage:
             smbclient_write(unc, data, **session)  # large files: chunked by smbclient
             return int(smbclient.stat(unc, **session).st_size)
         handle = Open(tree, name)
-        access = (FilePipePrinterAccessMask.GENERIC_READ
-                  | FilePipePrinterAccessMask.GENERIC_WRITE)
-        steps = [handle.create(ImpersonationLevel.Impersonation, access,
-                               FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
-                               CreateDisposition.FILE_OVERWRITE_IF,
-                               CreateOptions.FILE_NON_DIRECTORY_FILE, send=False),
-                 handle.write(data, 0, send=False), handle.flush(send=False),
-                 handle.close(get_attributes=True, send=False)]
+        steps = [_create_for_writing(handle), handle.write(data, 0, send=False),
+                 handle.flush(send=False), handle.close(get_attributes=True, send=False)]
         _compound(tree, steps, credits=_credits(len(data)) + 3)
         return int(handle.end_of_file)
 
@@ -153,14 +157,9 @@ class SmbStorage:
             smbclient_write(unc, data, **session)  # large files: chunked by smbclient
             return smbclient_read(unc, **session)
         handle = Open(tree, name)
-        access = (FilePipePrinterAccessMask.GENERIC_READ
-                  | FilePipePrinterAccessMask.GENERIC_WRITE)
-        steps = [handle.create(ImpersonationLevel.Impersonation, access,
-                               FileAttributes.FILE_ATTRIBUTE_NORMAL, ShareAccess.FILE_SHARE_READ,
-                               CreateDisposition.FILE_OVERWRITE_IF,
-                               CreateOptions.FILE_NON_DIRECTORY_FILE, send=False),
-                 handle.write(data, 0, send=False), handle.flush(send=False),
-                 handle.read(0, len(data), send=False), handle.close(send=False)]
+        steps = [_create_for_writing(handle), handle.write(data, 0, send=False),
+                 handle.flush(send=False), handle.read(0, len(data), send=False),
+                 handle.close(send=False)]
         answers = _compound(tree, steps, credits=2 * _credits(len(data)) + 3)
         back: bytes = answers[3]
         return back
