@@ -945,3 +945,22 @@ def test_copies_wait_for_a_burst_of_ingest_within_a_bound(env: Env) -> None:
     env.mirror.note_ingest()
     env.mirror.step()
     assert env.row("inst-2")["state"] == "done"
+
+
+def test_pysmbc_runtime_errors_are_classified_not_raised() -> None:
+    """pysmbc raises RuntimeError((errno, text)) for some socket failures (seen: 103,
+    'Software caused connection abort', during a scrub read): a lost connection, never a
+    worker crash."""
+    from orthanc_nas.nas.smbc import SmbcStorage
+
+    storage = SmbcStorage(host="127.0.0.1", port=1, share="s", username="u", password="p",
+                          path="", encrypt=False, require_signing=True, timeout=1)
+
+    class Aborting:
+        def open(self, *_args: object) -> None:
+            raise RuntimeError(103, "Software caused connection abort")
+
+    storage._ctx = Aborting()
+    with pytest.raises(ConnectionFailed):
+        storage.read("x.dcm")
+    assert storage._ctx is None  # the context is dropped: the next call reconnects

@@ -58,6 +58,11 @@ THROUGHPUT_WINDOW = 60.0
 SPACE_EVERY = 30.0
 
 
+# A copy the scrub found damaged, of an instance Orthanc no longer has: nothing to copy it from.
+SCRUB_GONE = ("the NAS copy is damaged (the scrub found it) and Orthanc no longer has the "
+              "instance to copy it again")
+
+
 class InstanceGone(Exception):
     """Neither a spool copy nor Orthanc has the instance any more."""
 
@@ -205,8 +210,9 @@ class Mirror:
                     job, fields = self._job(item)
                 except (OSError, InstanceGone, ValueError,
                         pydicom.errors.InvalidDicomError) as exc:
-                    failures.append((item, f"{type(exc).__name__}: {exc}",
-                                     isinstance(exc, InstanceGone)))
+                    gone = isinstance(exc, InstanceGone)
+                    failures.append((item, SCRUB_GONE if gone and item.source == "scrub"
+                                     else f"{type(exc).__name__}: {exc}", gone))
                     continue
                 if job is None:
                     finished.append((item, item.remote_path, {}))

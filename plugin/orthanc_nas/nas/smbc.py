@@ -127,10 +127,10 @@ class SmbcStorage:
             raise StorageError(step, "no space left on the share") from exc
         except smbc.ExistsError as exc:
             raise StorageError(step, "exists") from exc
-        except (smbc.SmbError, ValueError, MemoryError) as exc:
+        except (smbc.SmbError, ValueError, MemoryError, OSError) as exc:
             raise self._classify(step, exc) from exc
-        except OSError as exc:
-            raise self._classify(step, exc) from exc
+        except RuntimeError as exc:  # pysmbc's own errno failures: (103, 'Software caused
+            raise self._classify(step, exc) from exc  # connection abort') after an outage
 
     def _classify(self, step: str, exc: BaseException) -> StorageError:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
@@ -153,7 +153,7 @@ class SmbcStorage:
         except smbc.NoEntryError as exc:
             self._reset()
             raise ConnectionFailed("connect", "no such share") from exc
-        except (smbc.SmbError, ValueError, OSError) as exc:
+        except (smbc.SmbError, ValueError, OSError, RuntimeError) as exc:
             self._reset()
             text = ("connection refused (NAS down or wrong port)"
                     if isinstance(exc, smbc.ConnectionRefusedError)
@@ -214,7 +214,7 @@ class SmbcStorage:
         except smbc.PermissionError as exc:
             raise StorageError(step, "access denied (read-only share or missing rights)"
                                ) from exc
-        except (smbc.SmbError, ValueError, OSError) as exc:
+        except (smbc.SmbError, ValueError, OSError, RuntimeError) as exc:
             raise self._classify(step, exc) from exc
 
     def write_and_read(self, path: str, data: bytes) -> bytes:
