@@ -9,7 +9,7 @@ from pathlib import Path
 from orthanc_nas.audit import Audit
 from orthanc_nas.auth.pins import PinHasher
 from orthanc_nas.clock import ManualClock
-from orthanc_nas.db import Database
+from orthanc_nas.db import Database, SqliteDatabase
 from orthanc_nas.images.shares import ShareGone, ShareLimits, Shares
 from orthanc_nas.keys import KeyRing
 from orthanc_nas.mirror.outbox import Outbox
@@ -95,3 +95,18 @@ def test_each_queued_instance_is_claimed_by_one_worker_and_an_expired_claim_move
     for item in taken:
         c.done(item, f"nas/{item.instance_id}.dcm")
     assert c.counts()["pending"] == 0 and c.counts()["mirrored"] == 200
+
+
+def test_a_restarted_worker_takes_its_own_claims_back_at_once(tmp_path: Path) -> None:
+    """A worker re-executed after a settings change (or restarted) is the same replica: what
+    its earlier process claimed is due again for it at once, not after the claim expires
+    (the mirror stalled for the claim's length after each NAS settings change)."""
+    clock = ManualClock()
+    db = SqliteDatabase(tmp_path / "db.sqlite")
+    first = Outbox(db, tmp_path / "spool", clock, claim_seconds=120)
+    first.record_stored_many([("i1", b"x")])
+    assert [i.instance_id for i in first.due(10)] == ["i1"]
+    again = Outbox(db, tmp_path / "spool", clock, claim_seconds=120)  # the same replica
+    assert [i.instance_id for i in again.due(10)] == ["i1"]
+    other = Outbox(db, tmp_path / "spool-elsewhere", clock, claim_seconds=120)
+    assert other.due(10) == []  # another replica waits for the claim to expire

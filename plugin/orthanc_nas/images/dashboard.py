@@ -25,24 +25,27 @@ class Dashboard:
         self._orthanc = orthanc
         self._clock = clock
         self._nas_status = nas_status
-        self._modalities: tuple[float, dict[str, int]] | None = None
+        self._modalities: tuple[float, int, dict[str, int]] | None = None
 
     def _count(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         row = self._db.one(sql, params)
         return int(row[0]) if row and row[0] is not None else 0
 
-    def modalities(self) -> dict[str, int]:
-        """Series per modality (from Orthanc's index; cached briefly, it walks every series)."""
+    def modalities(self, series_count: int) -> dict[str, int]:
+        """Series per modality (from Orthanc's index; cached briefly, it walks every series,
+        and at once taken again when Orthanc's series count moved)."""
         now = time.monotonic()
-        if self._modalities is None or now - self._modalities[0] > CACHE_SECONDS:
+        cached = self._modalities
+        if cached is None or now - cached[0] > CACHE_SECONDS or cached[1] != series_count:
             series = self._orthanc.post("/tools/find", json.dumps(
                 {"Level": "Series", "Query": {}, "Expand": True}).encode())
             counts: dict[str, int] = {}
             for s in series:
                 modality = s.get("MainDicomTags", {}).get("Modality", "") or "unknown"
                 counts[modality] = counts.get(modality, 0) + 1
-            self._modalities = (now, dict(sorted(counts.items())))
-        return self._modalities[1]
+            cached = (now, series_count, dict(sorted(counts.items())))
+            self._modalities = cached
+        return cached[2]
 
     def uploads_per_day(self, user_id: int | None, days: int = 30) -> list[dict[str, Any]]:
         since = self._clock.now() - days * DAY
@@ -102,7 +105,8 @@ class Dashboard:
                 "orthanc": {"studies": stats["CountStudies"], "series": stats["CountSeries"],
                             "instances": stats["CountInstances"],
                             "disk_bytes": int(stats.get("TotalDiskSize", 0))},
-                "modalities": self.modalities(), "uploads_per_day": self.uploads_per_day(None),
+                "modalities": self.modalities(int(stats["CountSeries"])),
+                "uploads_per_day": self.uploads_per_day(None),
                 "logins": self.logins(None), "two_factor": self.two_factor_adoption(),
                 "locked_now": self._count(
                     "SELECT COUNT(*) FROM users WHERE locked_out = 1 OR locked_until > ?"

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +61,10 @@ class Outbox:
         self._db = db
         self.spool_dir = spool_dir
         self._clock = clock
-        self.claimant = secrets.token_hex(8)  # this worker, among the replicas' workers
+        # This replica's worker, among the replicas': stable across its restarts (a worker
+        # re-executed after a settings change, or restarted, takes its own claims back at once
+        # instead of waiting for them to expire).
+        self.claimant = f"{socket.gethostname()}:{spool_dir.resolve()}"
         self.claim_seconds = claim_seconds
         spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # patient data
 
