@@ -3,6 +3,7 @@ truncation found through the exported head, exports, encoded values."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,25 +180,33 @@ def test_reads_downloads_imports_and_deletions_are_audited_once_per_study_and_se
         ("admin", "AUD-1", study_uid, "110105")]
 
 
-def test_sending_to_a_modality_is_audited_per_study(
-        server: tuple[OrthancServer, Client], tmp_path: Path) -> None:
-    orthanc, admin = server
-    received = tmp_path / "received"
-    received.mkdir()
+@contextlib.contextmanager
+def receiver(admin: Client, folder: Path) -> Iterator[None]:
+    """DCMTK's storescp as the workstation "receiver" (AE RECEIVER), declared to Orthanc,
+    writing what it receives into ``folder``."""
+    folder.mkdir()
     port = free_port()
-    scp = subprocess.Popen(["/usr/bin/storescp", "-od", str(received), "-aet", "RECEIVER",
+    scp = subprocess.Popen(["/usr/bin/storescp", "-od", str(folder), "-aet", "RECEIVER",
                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: listening(port), 30, "storescp to listen")
         assert admin.put("/modalities/receiver", {"AET": "RECEIVER", "Host": "127.0.0.1",
                                                   "Port": port}).status_code == 200
+        yield
+    finally:
+        scp.terminate()
+        scp.wait(10)
+
+
+def test_sending_to_a_modality_is_audited_per_study(
+        server: tuple[OrthancServer, Client], tmp_path: Path) -> None:
+    orthanc, admin = server
+    received = tmp_path / "received"
+    with receiver(admin, received):
         study_id, study_uid = send_study(orthanc, tmp_path / "a", "AUD-SEND")
         r = admin.post("/modalities/receiver/store", data=study_id)
         assert r.status_code == 200, r.text
         assert len(list(received.iterdir())) == 2  # the job finished before the answer
-    finally:
-        scp.terminate()
-        scp.wait(10)
     sent = events(admin, "instances_sent")
     assert [(r["actor"], r["outcome_code"], r["study_uid"], r["event_code"], r["details"])
             for r in sent] == [("admin", 0, study_uid, "110102", {"modality": "receiver"})]
@@ -294,21 +304,11 @@ def test_a_c_move_asked_by_a_modality_is_audited_per_study(
         server: tuple[OrthancServer, Client], tmp_path: Path) -> None:
     orthanc, admin = server
     received = tmp_path / "received"
-    received.mkdir()
-    port = free_port()
-    scp = subprocess.Popen(["/usr/bin/storescp", "-od", str(received), "-aet", "RECEIVER",
-                            str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: listening(port), 30, "storescp to listen")
-        assert admin.put("/modalities/receiver", {"AET": "RECEIVER", "Host": "127.0.0.1",
-                                                  "Port": port}).status_code == 200
+    with receiver(admin, received):
         study_id, study_uid = send_study(orthanc, tmp_path / "a", "AUD-MOVE")
         done = movescu(orthanc, "RECEIVER", study_uid)
         assert done.returncode == 0, done.stderr
         assert len(list(received.iterdir())) == 2  # both sub-operations done before the answer
-    finally:
-        scp.terminate()
-        scp.wait(10)
     sent = events(admin, "instances_sent")
     assert [(r["actor"], r["outcome_code"], r["target"], r["patient_id"], r["study_uid"],
              r["details"]) for r in sent] == [
